@@ -1,0 +1,113 @@
+"""Roles of the testbed, the parameters each role exposes, and the interfaces drivers implement.
+
+A role is what an instrument does on the bench (``pump_laser``, ``edfa``, ...); a model is what it
+is (``santec.TSL570``). The parameter table is data: the daemon validates limits, serves
+``station.get``/``station.set`` and polls telemetry from it without knowing any model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+
+class Role(StrEnum):
+    """What an instrument does on the testbed."""
+
+    PUMP_LASER = "pump_laser"
+    AUX_LASER = "aux_laser"
+    EDFA = "edfa"
+    TEC = "tec"
+    OSA = "osa"
+    POWER_METER = "power_meter"
+    AWG = "awg"
+    BIAS = "bias"
+    SPD_COUNTER = "spd_counter"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One named quantity of a role, as served by ``station.get``/``station.set``."""
+
+    name: str
+    type: type[float] | type[bool]
+    writable: bool
+    unit: str
+    doc: str
+
+    @property
+    def limitable(self) -> bool:
+        """Whether a ``[min, max]`` limit from the config can apply to it."""
+        return self.writable and self.type is float
+
+
+def _rw(name: str, unit: str, doc: str, type_: type[float] | type[bool] = float) -> Parameter:
+    return Parameter(name, type_, True, unit, doc)
+
+
+def _ro(name: str, unit: str, doc: str) -> Parameter:
+    return Parameter(name, float, False, unit, doc)
+
+
+_LASER = (
+    _rw("wavelength_nm", "nm", "emission wavelength (vacuum)"),
+    _rw("power_mw", "mW", "output power set-point"),
+    _rw("output_enabled", "", "laser diode emitting", bool),
+)
+
+ROLE_PARAMETERS: dict[Role, tuple[Parameter, ...]] = {
+    Role.PUMP_LASER: _LASER,
+    Role.AUX_LASER: _LASER,
+    Role.EDFA: (
+        _rw("enabled", "", "pumps on", bool),
+        _rw("output_w", "W", "output power set-point"),
+        _ro("measured_output_w", "W", "measured output power"),
+        _ro("input_mw", "mW", "measured seed power at the input"),
+    ),
+    Role.TEC: (
+        _rw("setpoint_c", "degC", "temperature set-point"),
+        _ro("temperature_c", "degC", "measured temperature"),
+        _rw("output_enabled", "", "control loop driving the TEC", bool),
+    ),
+    Role.OSA: (
+        _rw("center_nm", "nm", "sweep centre wavelength"),
+        _rw("span_nm", "nm", "sweep span"),
+        _rw("resolution_nm", "nm", "resolution bandwidth"),
+    ),
+    Role.POWER_METER: (
+        _ro("power_mw", "mW", "measured optical power"),
+        _rw("wavelength_nm", "nm", "wavelength for the responsivity correction"),
+    ),
+    Role.AWG: (),
+    Role.BIAS: (),
+    Role.SPD_COUNTER: (),
+}
+
+# The order in which sources go dark: the amplifier first, then what seeds or heats the ring.
+SAFE_STATE_ORDER: tuple[Role, ...] = (Role.EDFA, Role.AUX_LASER, Role.PUMP_LASER, Role.TEC)
+
+
+def parameter(role: Role, name: str) -> Parameter | None:
+    """The parameter ``name`` of ``role``, or None if the role has no such parameter."""
+    return next((p for p in ROLE_PARAMETERS[role] if p.name == name), None)
+
+
+@runtime_checkable
+class Instrument(Protocol):
+    """What the daemon needs of every driver, whatever its role."""
+
+    def safe_state(self) -> None:
+        """Put the instrument where it cannot hurt people or the chip (sources off)."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+@runtime_checkable
+class Laser(Instrument, Protocol):
+    """Pump and auxiliary lasers. Wavelength must be settable to 0.1 pm."""
+
+    wavelength_nm: float
+    power_mw: float
+    output_enabled: bool

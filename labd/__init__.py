@@ -1,0 +1,3 @@
+"""labd: control daemon of a Kerr-soliton-microcomb QKD testbed."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,92 @@
+"""Python client of the daemon: JSON-RPC calls with timeouts, and a telemetry subscriber.
+
+A REQ socket that missed a reply can never send again, so after a timeout the client closes it
+and opens a fresh one (the "lazy pirate" pattern of the ZeroMQ guide).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+import zmq
+
+from labd.rpc import RpcError
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+DEFAULT_TELEMETRY = "tcp://127.0.0.1:5556"
+
+
+class DaemonTimeout(TimeoutError):
+    """The daemon did not answer in time."""
+
+
+class Client:
+    """Synchronous JSON-RPC client: ``Client().call("station.get", instrument="pump", ...)``."""
+
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout_s: float = 10.0) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self._context: zmq.Context[Any] = zmq.Context.instance()
+        self._ids = itertools.count(1)
+        self._socket = self._connect()
+
+    def _connect(self) -> zmq.Socket[Any]:
+        socket = self._context.socket(zmq.REQ)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.connect(self.endpoint)
+        return socket
+
+    def call(self, method: str, **params: Any) -> Any:
+        """Call ``method`` with ``params``; return its result or raise RpcError / DaemonTimeout."""
+        request_id = next(self._ids)
+        request = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        reply = self.request(json.dumps(request).encode())
+        if reply.get("id") != request_id:
+            raise RpcError(-32603, f"reply to request {reply.get('id')}, expected {request_id}")
+        if "error" in reply:
+            error = reply["error"]
+            raise RpcError(error["code"], error["message"], error.get("data"))
+        return reply["result"]
+
+    def request(self, payload: bytes) -> Any:
+        """Send raw request bytes and return the decoded JSON reply."""
+        self._socket.send(payload)
+        if not self._socket.poll(int(self.timeout_s * 1000)):
+            self._socket.close()
+            self._socket = self._connect()
+            raise DaemonTimeout(f"no reply from {self.endpoint} within {self.timeout_s} s")
+        return json.loads(self._socket.recv())
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+
+def subscribe(
+    endpoint: str = DEFAULT_TELEMETRY,
+    topics: tuple[str, ...] = ("",),
+    timeout_s: float | None = None,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``(topic, message)`` from the daemon's telemetry; topics match by prefix."""
+    socket: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.SUB)
+    socket.setsockopt(zmq.LINGER, 0)
+    for topic in topics:
+        socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+    socket.connect(endpoint)
+    try:
+        while True:
+            if timeout_s is not None and not socket.poll(int(timeout_s * 1000)):
+                raise DaemonTimeout(f"no telemetry from {endpoint} within {timeout_s} s")
+            raw_topic, body = socket.recv_multipart()
+            yield raw_topic.decode(), json.loads(body)
+    finally:
+        socket.close()

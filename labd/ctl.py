@@ -1,0 +1,95 @@
+"""``labctl``: the operator's command line to a running daemon (human-readable, or ``--json``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from labd.client import DEFAULT_ENDPOINT, DEFAULT_TELEMETRY, Client, DaemonTimeout, subscribe
+from labd.rpc import RpcError
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        sys.exit(args.run(args))
+    except RpcError as exc:
+        _fail(args, {"code": exc.code, "message": exc.message, "data": exc.data},
+              f"error {exc.code}: {exc.message}")
+    except DaemonTimeout as exc:
+        _fail(args, {"message": str(exc)}, f"labctl: {exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _fail(args: argparse.Namespace, as_json: dict[str, Any], text: str) -> None:
+    print(json.dumps({"error": as_json}) if args.json else text, file=sys.stderr)
+    sys.exit(1)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labctl", description=__doc__)
+    parser.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="daemon JSON-RPC endpoint")
+    parser.add_argument("--telemetry", default=DEFAULT_TELEMETRY, help="daemon PUB endpoint")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a reply")
+    parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    status = commands.add_parser("status", help="every instrument and its state")
+    status.set_defaults(run=_status)
+
+    call = commands.add_parser("call", help="call any method: labctl call METHOD '{...}'")
+    call.add_argument("method")
+    call.add_argument("params", nargs="?", default="{}", help="params as a JSON object")
+    call.set_defaults(run=_call)
+
+    watch = commands.add_parser("watch", help="stream telemetry (topics match by prefix)")
+    watch.add_argument("topics", nargs="*", default=[""])
+    watch.add_argument("--count", type=int, default=0, help="stop after N messages (0: never)")
+    watch.set_defaults(run=_watch)
+    return parser
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.endpoint, timeout_s=args.timeout)
+
+
+def _call(args: argparse.Namespace) -> int:
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as exc:
+        print(f"labctl: params are not JSON: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(params, dict):
+        print("labctl: params must be a JSON object", file=sys.stderr)
+        return 2
+    with _client(args) as client:
+        result = client.call(args.method, **params)
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        instruments = client.call("station.list")["instruments"]
+    if args.json:
+        print(json.dumps(instruments))
+        return 0
+    for inst in instruments:
+        state = "connected" if inst["connected"] else (inst["last_error"] or "disconnected")
+        print(f"{inst['name']:<12} {inst['role']:<12} {inst['model']:<20} {state}")
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    for received, (topic, message) in enumerate(subscribe(args.telemetry, tuple(args.topics)), 1):
+        if args.json:
+            print(json.dumps({"topic": topic, **message}), flush=True)
+        else:
+            fields = " ".join(f"{k}={v}" for k, v in message.items() if k not in ("t", "seq"))
+            print(f"{message['t']:.3f} {topic} #{message['seq']} {fields}", flush=True)
+        if received == args.count:
+            break
+    return 0

@@ -1,0 +1,99 @@
+"""The simulated testbed as a child process of the daemon, and the ``labd sim`` entry point.
+
+The child runs ``labd sim`` and prints ``ready`` once every emulator listens. It exits when its
+standard input closes, so it never outlives the daemon, however the daemon ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from labd.config import StationConfig
+from sim_backends.runner import EmulatedInstrument, start_testbed
+
+log = logging.getLogger(__name__)
+READY = "ready"
+
+
+def emulated_instruments(config: StationConfig) -> list[EmulatedInstrument]:
+    """The instruments of the config, with the loopback address each emulator listens on."""
+    result = []
+    for name, inst in config.instruments.items():
+        address = inst.socket_address()
+        if address is not None:
+            result.append(EmulatedInstrument(name, inst.role, inst.model, *address))
+    return result
+
+
+async def run_sim(config: StationConfig, exit_on_stdin_eof: bool) -> None:
+    """Serve the simulated testbed until SIGINT/SIGTERM (or stdin EOF, for a child process)."""
+    seed = config.simulation.seed if config.simulation else 0
+    _world, servers, lines = await start_testbed(emulated_instruments(config), seed)
+    for line in lines:
+        print(line, flush=True)
+    print(READY, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if exit_on_stdin_eof:
+        stdin = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+        eof = asyncio.create_task(stdin.read())
+        eof.add_done_callback(lambda _: stop.set())
+    await stop.wait()
+    for server in servers:
+        await server.close()
+
+
+class SimulatedTestbed:
+    """``labd sim`` in a child process, started and stopped by the daemon."""
+
+    def __init__(self, config_path: Path, startup_timeout_s: float) -> None:
+        self.config_path = config_path
+        self.startup_timeout_s = startup_timeout_s
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> list[str]:
+        """Start the child and wait until every emulator listens; return what it printed."""
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "labd", "sim", "--config", str(self.config_path),
+            "--exit-on-stdin-eof",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            return await asyncio.wait_for(self._read_until_ready(), self.startup_timeout_s)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _read_until_ready(self) -> list[str]:
+        assert self.process is not None and self.process.stdout is not None
+        lines: list[str] = []
+        while (raw := await self.process.stdout.readline()):
+            line = raw.decode().rstrip()
+            if line == READY:
+                return lines
+            lines.append(line)
+        raise RuntimeError(f"simulated testbed exited with code {await self.process.wait()}")
+
+    async def stop(self) -> None:
+        """End the child: close its stdin, then SIGTERM, then SIGKILL if it lingers."""
+        process, self.process = self.process, None
+        if process is None or process.returncode is not None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 5.0)
+        except TimeoutError:
+            log.error("simulated testbed ignored SIGTERM; killing it")
+            process.kill()
+            await process.wait()

@@ -1,0 +1,1 @@
+"""Simulated testbed: the physical world and the emulated instruments that drive it."""

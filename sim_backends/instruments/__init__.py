@@ -1,0 +1,1 @@
+"""One emulator per instrument model, each speaking that model's wire protocol."""

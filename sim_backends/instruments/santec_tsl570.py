@@ -1,0 +1,96 @@
+"""Santec TSL-570 tunable laser: SCPI and Legacy command sets over a raw socket, CR terminated.
+
+SCPI mode (``:SYST:COMM:CODE 1``) takes wavelength in m; Legacy (``0``) in nm. Power is in dBm or
+mW after ``:POW:UNIT 0|1``. The set wavelength is rounded to the laser's 0.1 pm resolution.
+"""
+
+from __future__ import annotations
+
+import math
+
+from sim_backends.scpi import Call, Command, ScpiParser, data_out_of_range, illegal_value
+from sim_backends.world.laser import TunableLaser
+
+_RESOLUTION_M = 1e-13
+
+
+class TSL570Emulator:
+    """One TSL-570 driving a laser of the simulated world."""
+
+    read_terminator = b"\r"
+    write_terminator = b"\r"
+
+    def __init__(self, laser: TunableLaser, serial: str = "21010001") -> None:
+        self.laser = laser
+        self.serial = serial
+        self.scpi_mode = False  # the laser powers up in Legacy mode
+        self.power_in_mw = False  # and in dBm
+        self.parser = ScpiParser(self._commands())
+
+    def new_session(self) -> ScpiParser:
+        return self.parser
+
+    def _commands(self) -> list[Command]:
+        return [
+            Command("*IDN", lambda _: f"SANTEC,TSL-570,{self.serial},0003.0008.0004"),
+            Command(":SYSTem:COMMunicate:CODe", lambda _: str(int(self.scpi_mode)),
+                    self._set_code),
+            Command(":SYSTem:LOCK", lambda _: "0"),
+            Command(":WAVelength[:CW]", self._wavelength, self._set_wavelength),
+            Command(":POWer[:LEVel][:IMMediate][:AMPLitude]",
+                    lambda _: self._power_out(self.laser.power_setpoint_mw), self._set_power),
+            Command(":POWer:ACTual[:LEVel]",
+                    lambda _: self._power_out(self.laser.emitted_power_mw)),
+            Command(":POWer:UNIT", lambda _: str(int(self.power_in_mw)), self._set_unit),
+            Command(":POWer:STATe", lambda _: str(int(self.laser.diode_on)), self._set_state),
+            Command(":POWer:SHUTter", lambda _: str(int(not self.laser.shutter_open)),
+                    self._set_shutter),
+        ]
+
+    def _wavelength_unit_m(self) -> float:
+        return 1.0 if self.scpi_mode else 1e-9
+
+    def _wavelength(self, call: Call) -> str:
+        low, high = self.laser.wavelength_range_m
+        which = call.args[0].upper() if call.args else ""
+        value = {"MIN": low, "MAX": high}.get(which, self.laser.wavelength_m)
+        value /= self._wavelength_unit_m()
+        return f"{value:.10e}" if self.scpi_mode else f"{value:.4f}"
+
+    def _set_wavelength(self, call: Call) -> None:
+        value_m = call.number(0, {"M": 1.0, "NM": 1e-9}) * self._wavelength_unit_m()
+        low, high = self.laser.wavelength_range_m
+        if not low <= value_m <= high:
+            raise data_out_of_range()
+        self.laser.wavelength_m = round(value_m / _RESOLUTION_M) * _RESOLUTION_M
+
+    def _power_out(self, power_mw: float) -> str:
+        if self.power_in_mw:
+            return f"{power_mw:.4f}"
+        return f"{10 * math.log10(power_mw):.3f}" if power_mw > 0 else "-40.000"
+
+    def _set_power(self, call: Call) -> None:
+        value = call.number(0, {"MW": 1.0, "DBM": 1.0})
+        power_mw = value if self.power_in_mw else 10 ** (value / 10)
+        low, high = self.laser.power_range_mw
+        if not low <= power_mw <= high:
+            raise data_out_of_range()
+        self.laser.power_setpoint_mw = power_mw
+
+    def _set_code(self, call: Call) -> None:
+        code = call.arg().strip()
+        if code not in ("0", "1"):
+            raise illegal_value()
+        self.scpi_mode = code == "1"
+
+    def _set_unit(self, call: Call) -> None:
+        unit = call.arg().strip()
+        if unit not in ("0", "1"):
+            raise illegal_value()
+        self.power_in_mw = unit == "1"
+
+    def _set_state(self, call: Call) -> None:
+        self.laser.diode_on = call.boolean()
+
+    def _set_shutter(self, call: Call) -> None:
+        self.laser.shutter_open = not call.boolean()

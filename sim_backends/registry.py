@@ -1,0 +1,21 @@
+"""Which instrument models have an emulator, and which device of the world each role drives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from drivers.roles import Role
+from sim_backends.instruments.santec_tsl570 import TSL570Emulator
+from sim_backends.server import LineEmulator
+from sim_backends.world.testbed import Testbed
+
+EmulatorFactory = Callable[[Testbed, Role], LineEmulator]
+
+
+def _tsl570(world: Testbed, role: Role) -> LineEmulator:
+    return TSL570Emulator(world.pump if role is Role.PUMP_LASER else world.aux)
+
+
+EMULATORS: dict[str, EmulatorFactory] = {
+    "santec.TSL570": _tsl570,
+}

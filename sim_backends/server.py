@@ -1,0 +1,65 @@
+"""Loopback servers carrying an emulator's text protocol, as a LAN port or terminal server would."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+
+class Session(Protocol):
+    """The state of one client connection (a login handshake, say); SCPI state is per instrument."""
+
+    def handle(self, message: str) -> str | None:
+        """Answer one terminated message; None means the instrument stays silent."""
+
+
+class LineEmulator(Protocol):
+    """An emulated instrument that speaks terminated ASCII messages over a byte stream."""
+
+    read_terminator: bytes
+    write_terminator: bytes
+
+    def new_session(self) -> Session:
+        """State for a client that has just connected."""
+
+
+class LineServer:
+    """Listens on ``host:port`` and runs every connection through a fresh emulator session."""
+
+    def __init__(self, emulator: LineEmulator) -> None:
+        self.emulator = emulator
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.StreamWriter] = set()
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
+
+    async def close(self) -> None:
+        """Stop listening and hang up on every client, as a powered-off instrument would."""
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._clients):
+            writer.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = self.emulator.new_session()
+        terminator = self.emulator.read_terminator
+        self._clients.add(writer)
+        try:
+            while True:
+                raw = await reader.readuntil(terminator)
+                message = raw[: -len(terminator)].decode("ascii", "replace").strip()
+                reply = session.handle(message)
+                if reply is not None:
+                    writer.write(reply.encode("ascii") + self.emulator.write_terminator)
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            self._clients.discard(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()

@@ -1,0 +1,1 @@
+"""The simulated physical world behind the emulated instruments."""
