@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     sim.set_defaults(run=_sim)
 
+    demo = commands.add_parser("demo", help="the main job on the simulated testbed, end to end")
+    demo.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    demo.set_defaults(run=_demo)
+
     check = commands.add_parser("check-config", help="validate a station file")
     check.add_argument("path", nargs="?", type=Path, default=DEFAULT_CONFIG)
     check.add_argument("--schema", action="store_true", help="print the file's JSON Schema")
@@ -79,6 +83,13 @@ def _serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from labd.demo import run_demo
+
+    config = _load(args.config)
+    return 1 if config is None else run_demo(config, args.config)
 
 
 def _sim(args: argparse.Namespace) -> int:

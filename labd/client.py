@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
@@ -75,7 +75,7 @@ def subscribe(
     endpoint: str = DEFAULT_TELEMETRY,
     topics: tuple[str, ...] = ("",),
     timeout_s: float | None = None,
-) -> Iterator[tuple[str, dict[str, Any]]]:
+) -> Generator[tuple[str, dict[str, Any]], None, None]:
     """Yield ``(topic, message)`` from the daemon's telemetry; topics match by prefix."""
     socket: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.SUB)
     socket.setsockopt(zmq.LINGER, 0)

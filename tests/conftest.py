@@ -1,4 +1,4 @@
-"""Shared fixtures: free loopback ports, station files, the daemon and emulators as real processes."""
+"""Shared fixtures: free loopback ports, station files, daemon and emulators as real processes."""
 
 from __future__ import annotations
 

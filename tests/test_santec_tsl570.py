@@ -1,4 +1,4 @@
-"""Santec TSL-570: the driver's bytes, pymeasure's unmodified driver and ours against the emulator."""
+"""Santec TSL-570: our driver's bytes; pymeasure's unmodified driver and ours on the emulator."""
 
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ def test_power_and_output_protocol() -> None:
 def test_instrument_error_raises_naming_instrument_and_command() -> None:
     pairs = [*CONNECT, (b":POWer 30", None), (b"SYST:ERR?", b'-222,"Data out of range"'),
              NO_ERROR]
-    with expected_protocol(TSL570Laser, pairs, name="pump") as laser:
-        with pytest.raises(InstrumentReportedError) as caught:
-            laser.power_mw = 30
+    with (expected_protocol(TSL570Laser, pairs, name="pump") as laser,
+          pytest.raises(InstrumentReportedError) as caught):
+        laser.power_mw = 30
     assert caught.value.instrument == "pump"
     assert caught.value.command == ":POW"
     assert "-222" in str(caught.value)
