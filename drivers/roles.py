@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+from numpy.typing import NDArray
+
 
 class Role(StrEnum):
     """What an instrument does on the testbed."""
@@ -79,9 +82,18 @@ ROLE_PARAMETERS: dict[Role, tuple[Parameter, ...]] = {
         _ro("power_mw", "mW", "measured optical power"),
         _rw("wavelength_nm", "nm", "wavelength for the responsivity correction"),
     ),
-    Role.AWG: (),
-    Role.BIAS: (),
-    Role.SPD_COUNTER: (),
+    Role.AWG: (
+        _rw("output_enabled", "", "outputs driving the modulators", bool),
+        _ro("sample_rate_hz", "Hz", "DAC sample rate"),
+    ),
+    Role.BIAS: (
+        _rw("bias_v", "V", "held bias voltage of the intensity modulator"),
+        _ro("measured_bias_v", "V", "bias voltage applied now"),
+        _ro("tap_power_mw", "mW", "optical power at the controller's tap"),
+    ),
+    Role.SPD_COUNTER: (
+        _rw("integration_time_s", "s", "counting window"),
+    ),
 }
 
 # The order in which sources go dark: the amplifier first, then what seeds or heats the ring.
@@ -111,3 +123,100 @@ class Laser(Instrument, Protocol):
     wavelength_nm: float
     power_mw: float
     output_enabled: bool
+
+
+@runtime_checkable
+class Edfa(Instrument, Protocol):
+    """Erbium-doped fibre amplifier. Its pumps must shut down on loss of seed (input) power."""
+
+    enabled: bool
+    output_w: float
+
+    @property
+    def measured_output_w(self) -> float: ...
+
+    @property
+    def input_mw(self) -> float: ...
+
+    @property
+    def seed_ok(self) -> bool:
+        """Whether the amplifier sees enough seed at its input to run."""
+
+    @property
+    def interlock_ok(self) -> bool:
+        """Whether the hardware interlock is closed (False: the pumps cannot run)."""
+
+
+@runtime_checkable
+class Tec(Instrument, Protocol):
+    """Temperature controller of the chip."""
+
+    setpoint_c: float
+    output_enabled: bool
+
+    @property
+    def temperature_c(self) -> float: ...
+
+
+@runtime_checkable
+class PowerMeter(Instrument, Protocol):
+    """Optical power meter on the through port."""
+
+    wavelength_nm: float
+
+    @property
+    def power_mw(self) -> float: ...
+
+
+@runtime_checkable
+class Osa(Instrument, Protocol):
+    """Optical spectrum analyser."""
+
+    center_nm: float
+    span_nm: float
+    resolution_nm: float
+
+    def read_trace(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Run one sweep, wait for it to finish, return (wavelength_nm, power_dbm)."""
+
+
+@runtime_checkable
+class Awg(Instrument, Protocol):
+    """Arbitrary waveform generator driving the QKD modulators."""
+
+    output_enabled: bool
+
+    @property
+    def sample_rate_hz(self) -> float: ...
+
+    def upload_pattern(
+        self, channel: int, samples: NDArray[np.float64], markers: NDArray[np.bool_] | None = None
+    ) -> None:
+        """Load a waveform (values in [-1, 1]) and its sync markers on a channel and select it."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@runtime_checkable
+class BiasController(Instrument, Protocol):
+    """Bias controller of an intensity modulator."""
+
+    bias_v: float
+
+    @property
+    def measured_bias_v(self) -> float: ...
+
+    @property
+    def tap_power_mw(self) -> float: ...
+
+
+@runtime_checkable
+class SpdCounter(Instrument, Protocol):
+    """Counter of single-photon-detector clicks."""
+
+    integration_time_s: float
+
+    def read_counts(self) -> dict[str, int]:
+        """Counts of every configured counter over the last completed window, by counter name."""

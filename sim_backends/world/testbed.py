@@ -1,7 +1,15 @@
-"""The one simulated testbed that every emulated instrument reads and drives."""
+"""The one simulated testbed that every emulated instrument reads and drives.
+
+Time: the world keeps its own clock (monotonic seconds by default; tests inject a fake one).
+Emulators call ``sync()`` before they read or write, which advances every device's dynamics from
+the last sync to now, in the order light and heat flow. Nothing ticks in the background, so the
+world is deterministic for a given clock and seed.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,11 +19,25 @@ from sim_backends.world.laser import TunableLaser
 
 @dataclass
 class Testbed:
-    """The physical world behind the emulators: its devices, and the random source of its noise."""
+    """The physical world behind the emulators: its devices, clock and random source."""
 
     seed: int = 1
+    clock: Callable[[], float] = time.monotonic
     pump: TunableLaser = field(default_factory=TunableLaser)
     aux: TunableLaser = field(default_factory=lambda: TunableLaser(wavelength_m=1549.0e-9))
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
+        self.time_s = self.clock()
+
+    def sync(self) -> float:
+        """Advance every device to the clock's present; return the world time in seconds."""
+        now = self.clock()
+        dt_s = now - self.time_s
+        if dt_s > 0:
+            self._advance(dt_s)
+            self.time_s = now
+        return self.time_s
+
+    def _advance(self, dt_s: float) -> None:
+        """Integrate the dynamics over ``dt_s``: sources, then amplifier, ring, and heat."""
