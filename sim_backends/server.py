@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 from typing import Protocol
 
+from sim_backends.faults import GARBAGE, Faults
+
 
 class Session(Protocol):
     """The state of one client connection (a login handshake, say); SCPI state is per instrument."""
@@ -19,6 +21,7 @@ class LineEmulator(Protocol):
 
     read_terminator: bytes
     write_terminator: bytes
+    faults: Faults
 
     def new_session(self) -> Session:
         """State for a client that has just connected."""
@@ -47,15 +50,21 @@ class LineServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = self.emulator.new_session()
         terminator = self.emulator.read_terminator
+        faults = self.emulator.faults
         self._clients.add(writer)
         try:
-            while True:
+            while not faults.drop_connection:
                 raw = await reader.readuntil(terminator)
+                if faults.drop_connection:
+                    break
                 message = raw[: -len(terminator)].decode("ascii", "replace").strip()
                 reply = session.handle(message)
-                if reply is not None:
-                    writer.write(reply.encode("ascii") + self.emulator.write_terminator)
-                    await writer.drain()
+                if reply is None or faults.stall:
+                    continue
+                await asyncio.sleep(faults.reply_delay_s)
+                data = GARBAGE if faults.garbage_reply else reply.encode("ascii")
+                writer.write(data + self.emulator.write_terminator)
+                await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         finally:

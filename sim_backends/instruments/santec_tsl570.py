@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from sim_backends.faults import Faults
 from sim_backends.scpi import Call, Command, ScpiParser, data_out_of_range, illegal_value
 from sim_backends.world.laser import TunableLaser
 
@@ -26,6 +27,7 @@ class TSL570Emulator:
         self.scpi_mode = False  # the laser powers up in Legacy mode
         self.power_in_mw = False  # and in dBm
         self.parser = ScpiParser(self._commands())
+        self.faults = Faults()
 
     def new_session(self) -> ScpiParser:
         return self.parser
