@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = commands.add_parser("sim", help="run only the simulated instruments of the config")
     sim.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    sim.add_argument("--control", help="fault-injection endpoint (default: [simulation] control)")
     sim.add_argument("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     sim.set_defaults(run=_sim)
 
@@ -99,7 +100,7 @@ def _sim(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     try:
-        asyncio.run(run_sim(config, args.exit_on_stdin_eof))
+        asyncio.run(run_sim(config, args.exit_on_stdin_eof, args.control))
     except OSError as exc:
         print(f"labd sim: cannot listen: {exc}", file=sys.stderr)
         return 1

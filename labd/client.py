@@ -25,14 +25,36 @@ class DaemonTimeout(TimeoutError):
 
 
 class Client:
-    """Synchronous JSON-RPC client: ``Client().call("station.get", instrument="pump", ...)``."""
+    """Synchronous JSON-RPC client: ``Client().call("station.get", instrument="pump", ...)``.
 
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout_s: float = 10.0) -> None:
+    Holding a lease (``lease=`` or ``acquire_lease``), the client adds its token to every method
+    that takes one, as listed by ``rpc.discover``.
+    """
+
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout_s: float = 10.0,
+                 lease: str | None = None) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
+        self.lease = lease
         self._context: zmq.Context[Any] = zmq.Context.instance()
         self._ids = itertools.count(1)
         self._socket = self._connect()
+        self._takes_lease: set[str] | None = None
+
+    def acquire_lease(self, holder: str, ttl_s: float = 60.0) -> dict[str, Any]:
+        """Take the operator lease; later calls carry its token."""
+        lease: dict[str, Any] = self.call("lease.acquire", holder=holder, ttl_s=ttl_s)
+        self.lease = lease["token"]
+        return lease
+
+    def _with_lease(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if self.lease is None or "lease" in params or method == "rpc.discover":
+            return params
+        if self._takes_lease is None:
+            document = self.call("rpc.discover")
+            self._takes_lease = {m["name"] for m in document["methods"]
+                                 if any(p["name"] == "lease" for p in m["params"])}
+        return {**params, "lease": self.lease} if method in self._takes_lease else params
 
     def _connect(self) -> zmq.Socket[Any]:
         socket = self._context.socket(zmq.REQ)
@@ -42,6 +64,7 @@ class Client:
 
     def call(self, method: str, **params: Any) -> Any:
         """Call ``method`` with ``params``; return its result or raise RpcError / DaemonTimeout."""
+        params = self._with_lease(method, params)
         request_id = next(self._ids)
         request = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
         reply = self.request(json.dumps(request).encode())

@@ -82,8 +82,21 @@ class DaemonConfig(_Strict):
     )
     poll_interval_s: Annotated[float, Field(gt=0, le=3600, description="telemetry period")] = 1.0
     call_timeout_s: Annotated[float, Field(gt=0, le=600, description="per instrument call")] = 5.0
+    watchdog_s: Annotated[float, Field(gt=0, le=600, description="stall before safe state")] = (
+        5.0
+    )
+    max_request_bytes: Annotated[int, Field(ge=1024, le=1 << 26)] = 1 << 20
 
     _check_rpc = field_validator("rpc", "pub")(_endpoint)
+
+
+class FaultConfig(_Strict):
+    """Faults an emulated instrument starts with (``[simulation.faults.<instrument>]``)."""
+
+    drop_connection: bool = False
+    stall: bool = False
+    reply_delay_s: Annotated[float, Field(ge=0, le=600)] = 0.0
+    garbage_reply: bool = False
 
 
 class SimulationConfig(_Strict):
@@ -91,6 +104,12 @@ class SimulationConfig(_Strict):
 
     seed: Annotated[int, Field(ge=0, description="seed of every random process in the world")] = 1
     startup_timeout_s: Annotated[float, Field(gt=0, le=120)] = 20.0
+    control: Annotated[str, Field(description="the testbed's fault-injection port (REP)")] = (
+        "tcp://127.0.0.1:5559"
+    )
+    faults: dict[str, FaultConfig] = Field(default_factory=dict)
+
+    _check_control = field_validator("control")(_endpoint)
 
 
 def _ordered_pair(pair: list[float]) -> list[float]:
@@ -115,6 +134,10 @@ class InstrumentConfig(_Strict):
     resource: str
     limits: dict[str, Limit] = Field(
         default_factory=dict, description="[min, max] per writable parameter, in its unit"
+    )
+    ramps: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="rate per second at which the daemon moves a parameter to a new value",
     )
 
     @field_validator("role", mode="before")
@@ -244,11 +267,12 @@ def _instrument_problems(
             problems.append(Problem(
                 f"{path}.resource", "a simulated instrument listens on a loopback TCP socket"
             ))
-    for key in inst.limits:
-        spec = parameter(inst.role, key)
-        if spec is None or not spec.limitable:
-            problems.append(
-                Problem(f"{path}.limits.{key}", f"no settable number {key} on a {inst.role}"))
+    for table, keys in (("limits", inst.limits), ("ramps", inst.ramps)):
+        for key in keys:
+            spec = parameter(inst.role, key)
+            if spec is None or not spec.limitable:
+                problems.append(Problem(f"{path}.{table}.{key}",
+                                        f"no settable number {key} on a {inst.role}"))
     return problems
 
 

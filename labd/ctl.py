@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
+import socket
 import sys
 from typing import Any
 
@@ -35,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--telemetry", default=DEFAULT_TELEMETRY, help="daemon PUB endpoint")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a reply")
     parser.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    parser.add_argument("--lease", default=os.environ.get("LABD_LEASE"),
+                        help="lease token for commanding methods (default: $LABD_LEASE)")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     status = commands.add_parser("status", help="every instrument and its state")
@@ -45,6 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("params", nargs="?", default="{}", help="params as a JSON object")
     call.set_defaults(run=_call)
 
+    lease = commands.add_parser("lease", help="acquire | release | status of the operator lease")
+    lease.add_argument("action", choices=["acquire", "release", "status"])
+    lease.add_argument("--holder", default=f"{getpass.getuser()}@{socket.gethostname()}")
+    lease.add_argument("--ttl", type=float, default=3600.0, help="seconds, unless renewed")
+    lease.set_defaults(run=_lease)
+
+    abort = commands.add_parser("abort", help="every source to its safe state now (no lease)")
+    abort.add_argument("reason", nargs="?", default="operator abort from labctl")
+    abort.set_defaults(run=_abort)
+
     watch = commands.add_parser("watch", help="stream telemetry (topics match by prefix)")
     watch.add_argument("topics", nargs="*", default=[""])
     watch.add_argument("--count", type=int, default=0, help="stop after N messages (0: never)")
@@ -53,7 +68,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.endpoint, timeout_s=args.timeout)
+    return Client(args.endpoint, timeout_s=args.timeout, lease=args.lease)
+
+
+def _lease(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "acquire":
+            result = client.call("lease.acquire", holder=args.holder, ttl_s=args.ttl)
+            text = f"export LABD_LEASE={result['token']}  # held by {result['holder']}"
+        elif args.action == "release":
+            result = client.call("lease.release", lease=args.lease)
+            text = "released"
+        else:
+            result = client.call("lease.status")
+            text = f"held by {result['holder']}" if result["holder"] else "free"
+    print(json.dumps(result) if args.json else text)
+    return 0
+
+
+def _abort(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        result = client.call("safety.abort", reason=args.reason)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for step in result["steps"]:
+            print(f"{step['instrument']:<12} {'safe' if step['ok'] else step['error']}")
+    return 0
 
 
 def _call(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ def run_demo(config: StationConfig, config_path: Path) -> int:
         with Client(config.daemon.rpc, timeout_s=1.0) as client:
             _wait_until_serving(client, daemon, config)
             client.timeout_s = 10.0
+            client.acquire_lease("labd demo", ttl_s=120)
             _session(client, config)
         return 0
     except (RpcError, DaemonTimeout, RuntimeError) as exc:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import labd
 
@@ -34,6 +35,11 @@ class ErrorCode(IntEnum):
     NOT_IMPLEMENTED = -32002  # the instrument's model has no driver yet
     NOT_CONNECTED = -32003  # the instrument is configured but not connected
     READ_ONLY = -32004  # the parameter can be read but not set
+    LEASE_REQUIRED = -32005  # a commanding method was called without any lease held
+    LEASE_HELD = -32006  # another operator holds the lease, or the token is not the live one
+    INTERLOCK = -32007  # a safety interlock refuses the command
+    BUSY = -32008  # the resource is in use by a running procedure
+    REQUEST_TOO_LARGE = -32009  # the request exceeds the size limit
 
 
 ERROR_DOCS: dict[ErrorCode, str] = {
@@ -44,6 +50,12 @@ ERROR_DOCS: dict[ErrorCode, str] = {
     ErrorCode.NOT_IMPLEMENTED: "the instrument's model has no driver yet; data: instrument, model",
     ErrorCode.NOT_CONNECTED: "the instrument is not connected; data: instrument, last_error",
     ErrorCode.READ_ONLY: "the parameter can only be read; data: instrument, parameter",
+    ErrorCode.LEASE_REQUIRED: "a commanding method needs a lease: call lease.acquire; data: holder",
+    ErrorCode.LEASE_HELD: "another operator holds the lease, or the token is stale; "
+    "data: holder, expires_at",
+    ErrorCode.INTERLOCK: "a safety interlock refuses the command; data: interlock, instrument",
+    ErrorCode.BUSY: "a running procedure owns the resource; data: owner",
+    ErrorCode.REQUEST_TOO_LARGE: "request larger than the limit; data: size, limit",
 }
 
 
@@ -70,6 +82,12 @@ class Params(BaseModel):
     """Base of every params model: unknown members are an error, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class CommandParams(Params):
+    """Params of a method that commands the bench: it needs the live operator lease."""
+
+    lease: str = Field(description="token from lease.acquire")
 
 
 class Result(BaseModel):
@@ -100,6 +118,25 @@ class Method:
     result: type[Result]
     handler: Handler
 
+    @property
+    def commanding(self) -> bool:
+        return issubclass(self.params, CommandParams)
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One answered call of a commanding method, for the record."""
+
+    t: float
+    caller: str  # the lease holder
+    method: str
+    params: dict[str, Any]
+    error: str | None  # None: it succeeded
+
+
+LeaseCheck = Callable[[Any], str]  # lease token -> holder, or raises RpcError
+Audit = Callable[[CallRecord], None]
+
 
 _Id = str | int | None
 
@@ -111,22 +148,37 @@ class Dispatcher:
     takes no notifications and answers a request without ``id`` with -32600.
     """
 
-    def __init__(self, methods: Sequence[Method]) -> None:
+    def __init__(self, methods: Sequence[Method], lease_check: LeaseCheck | None = None,
+                 audit: Audit | None = None,
+                 on_internal_error: Callable[[BaseException], None] | None = None) -> None:
+        self.lease_check = lease_check
+        self.audit = audit
+        self.on_internal_error = on_internal_error
         discover = Method("rpc.discover", "OpenRPC description of this API", NoParams,
                           OpenRpcDocument, self._discover)
         self.methods = {m.name: m for m in (discover, *methods)}
+
+    @staticmethod
+    def error_reply_object(request_id: _Id, exc: RpcError) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": request_id, "error": exc.to_json()}
+
+    @staticmethod
+    def error_reply(request_id: _Id, exc: RpcError) -> bytes:
+        """The bytes of an error reply."""
+        return _dump(Dispatcher.error_reply_object(request_id, exc))
 
     async def _discover(self, _: NoParams) -> OpenRpcDocument:
         return OpenRpcDocument.model_validate(self.openrpc())
 
     async def handle(self, raw: bytes) -> bytes:
+        """The reply to one request or batch."""
         try:
             request = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return _dump(_error(None, RpcError(ErrorCode.PARSE_ERROR, f"not JSON: {exc}")))
+            return self.error_reply(None, RpcError(ErrorCode.PARSE_ERROR, f"not JSON: {exc}"))
         if isinstance(request, list):
             if not request:
-                return _dump(_error(None, RpcError(ErrorCode.INVALID_REQUEST, "empty batch")))
+                return self.error_reply(None, RpcError(ErrorCode.INVALID_REQUEST, "empty batch"))
             return _dump([await self._one(item) for item in request])
         return _dump(await self._one(request))
 
@@ -136,21 +188,34 @@ class Dispatcher:
             request_id, method, params = _envelope(request)
             result = await self._call(method, params)
         except RpcError as exc:
-            return _error(request_id, exc)
+            return self.error_reply_object(request_id, exc)
         except Exception as exc:
             log.exception("method %r failed", request.get("method"))
-            return _error(request_id, RpcError(ErrorCode.INTERNAL_ERROR, f"internal error: {exc}"))
+            if self.on_internal_error is not None:
+                self.on_internal_error(exc)
+            internal = RpcError(ErrorCode.INTERNAL_ERROR, f"internal error: {exc}")
+            return self.error_reply_object(request_id, internal)
         return {"jsonrpc": "2.0", "id": request_id, "result": result.model_dump(mode="json")}
 
     async def _call(self, name: str, params: dict[str, Any]) -> Result:
         method = self.methods.get(name)
         if method is None:
             raise RpcError(ErrorCode.METHOD_NOT_FOUND, f"no method {name!r}", {"method": name})
+        if not method.commanding or self.lease_check is None:
+            return await method.handler(_validated(method, params))
+        holder = self.lease_check(params.get("lease"))
         try:
-            validated = method.params.model_validate(params)
-        except ValidationError as exc:
-            raise invalid_params(name, exc) from exc
-        return await method.handler(validated)
+            result = await method.handler(_validated(method, params))
+        except RpcError as exc:
+            self._audit(holder, name, params, exc.message)
+            raise
+        self._audit(holder, name, params, None)
+        return result
+
+    def _audit(self, holder: str, method: str, params: dict[str, Any], error: str | None) -> None:
+        if self.audit is not None:
+            shown = {k: v for k, v in params.items() if k != "lease"}
+            self.audit(CallRecord(time.time(), holder, method, shown, error))
 
     def openrpc(self) -> dict[str, Any]:
         """The OpenRPC 1.3 document of every method, schemas generated from the models."""
@@ -165,6 +230,13 @@ class Dispatcher:
                            for code, doc in ERROR_DOCS.items()},
             },
         }
+
+
+def _validated(method: Method, params: dict[str, Any]) -> Params:
+    try:
+        return method.params.model_validate(params)
+    except ValidationError as exc:
+        raise invalid_params(method.name, exc) from exc
 
 
 def invalid_params(method: str, exc: ValidationError) -> RpcError:
@@ -198,10 +270,6 @@ def _envelope(request: Any) -> tuple[_Id, str, dict[str, Any]]:
     if not isinstance(params, dict):
         raise RpcError(ErrorCode.INVALID_PARAMS, "params must be an object (by name)")
     return request_id, method, params
-
-
-def _error(request_id: _Id, exc: RpcError) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id, "error": exc.to_json()}
 
 
 def _dump(reply: Any) -> bytes:

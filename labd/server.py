@@ -1,8 +1,8 @@
-"""The daemon: JSON-RPC on a ROUTER socket, telemetry on PUB, the station, and clean shutdown.
+"""The daemon: JSON-RPC on a ROUTER socket, telemetry on PUB, the station, safety, the record.
 
 Each request runs as its own task, so a slow instrument delays only the requests that need it.
-SIGINT and SIGTERM take every source to its safe state (EDFA first), close the sockets, and end
-the simulated testbed if the daemon started one.
+SIGINT and SIGTERM take every source to its safe state (EDFA first), close the sockets, end the
+simulated testbed if the daemon started one, and close the record.
 """
 
 from __future__ import annotations
@@ -17,103 +17,148 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from labd.api import methods
+from labd.api import Services, methods
 from labd.config import StationConfig
-from labd.rpc import Dispatcher, RpcError
+from labd.leases import LeaseTable
+from labd.rpc import CallRecord, Dispatcher, ErrorCode, RpcError
+from labd.safety import Safety, Watchdog
 from labd.simulation import SimulatedTestbed
-from labd.station import InstrumentWorker, Station
+from labd.station import Station
+from labd.store import Recorder
 from labd.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
-MAX_MESSAGE_BYTES = 1 << 20  # larger requests are dropped by ZeroMQ before they reach memory
+HARD_LIMIT_FACTOR = 16  # ZeroMQ drops (without reading) messages this many times the limit
 
 
 class Daemon:
-    """One running labd: config in, sockets bound, instruments owned."""
+    """One running labd: config in, sockets bound, instruments owned, everything recorded."""
 
     def __init__(self, config: StationConfig, config_path: Path) -> None:
         self.config = config
         self.config_path = config_path
-        self.station = Station(config)
-        self.dispatcher = Dispatcher(methods(self.station))
         self.stopping = asyncio.Event()
         self._context = zmq.asyncio.Context()
-        self._requests: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self.router = self._socket(zmq.ROUTER, config.daemon.rpc)
+        pub = self._socket(zmq.PUB, config.daemon.pub)
+        self.recorder = Recorder(config.daemon.database, config_path.read_text())
+        self.telemetry = Telemetry(pub, self.recorder.telemetry)
+        self.station = Station(config, self._instrument_event)
+        self.safety = Safety(self.station, self.telemetry.publish)
+        self.leases = LeaseTable()
+        self.dispatcher = Dispatcher(
+            methods(Services(config, self.station, self.leases, self.safety)),
+            lease_check=lambda token: self.leases.check(token).holder,
+            audit=self._audit,
+            on_internal_error=lambda exc: self._spawn(self.safety.abort(f"unhandled error: {exc}")),
+        )
+        self.watchdog = Watchdog(self.station, config.daemon.watchdog_s, self._watchdog_tripped)
 
     async def run(self) -> None:
         """Serve until SIGINT/SIGTERM, then shut down in order."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
+        loop.set_exception_handler(self._unhandled)
         testbed = None
-        if self.config.simulation is not None:
-            testbed = SimulatedTestbed(self.config_path, self.config.simulation.startup_timeout_s)
-            for line in await testbed.start():
-                log.info("sim: %s", line)
         try:
+            if self.config.simulation is not None:
+                testbed = SimulatedTestbed(self.config_path,
+                                           self.config.simulation.startup_timeout_s)
+                for line in await testbed.start():
+                    log.info("sim: %s", line)
             await self.station.connect()
             await self._serve()
         finally:
-            await self.station.safe_state()
+            await self.safety.abort("daemon shutdown")
+            self.watchdog.stop()
             self.station.close()
+            self.router.close(linger=0)
+            self.telemetry.socket.close(linger=0)
             if testbed is not None:
                 await testbed.stop()
+            self.recorder.close()
             self._context.term()
             log.info("labd stopped")
 
     async def _serve(self) -> None:
-        router = self._socket(zmq.ROUTER, self.config.daemon.rpc)
-        pub = self._socket(zmq.PUB, self.config.daemon.pub)
-        telemetry = Telemetry(pub)
         log.info("labd serving JSON-RPC on %s, telemetry on %s",
                  self.config.daemon.rpc, self.config.daemon.pub)
-        tasks = [asyncio.create_task(self._receive(router)),
-                 asyncio.create_task(self._poll(telemetry))]
+        self.watchdog.start()
+        tasks = [asyncio.create_task(job) for job in (
+            self._receive(), self._poll(), self.station.supervise(), self.watchdog.heartbeat())]
         try:
             await self.stopping.wait()
         finally:
-            for task in (*tasks, *self._requests):
+            for task in (*tasks, *self._background):
                 task.cancel()
-            await asyncio.gather(*tasks, *self._requests, return_exceptions=True)
-            router.close(linger=0)
-            pub.close(linger=0)
+            await asyncio.gather(*tasks, *self._background, return_exceptions=True)
 
     def _socket(self, kind: int, endpoint: str) -> zmq.asyncio.Socket:
         socket = self._context.socket(kind)
-        socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        socket.setsockopt(zmq.MAXMSGSIZE, self.config.daemon.max_request_bytes * HARD_LIMIT_FACTOR)
+        socket.setsockopt(zmq.LINGER, 0)
         socket.bind(endpoint)
         return socket
 
-    async def _receive(self, router: zmq.asyncio.Socket) -> None:
-        while True:
-            frames = await router.recv_multipart()
-            task = asyncio.create_task(self._answer(router, frames))
-            self._requests.add(task)
-            task.add_done_callback(self._requests.discard)
+    def _spawn(self, job: Any) -> None:
+        task = asyncio.ensure_future(job)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-    async def _answer(self, router: zmq.asyncio.Socket, frames: list[bytes]) -> None:
+    async def _receive(self) -> None:
+        while True:
+            self._spawn(self._answer(await self.router.recv_multipart()))
+
+    async def _answer(self, frames: list[bytes]) -> None:
         """Reply on the same envelope: identity, any delimiter frames, then the reply."""
         *envelope, payload = frames
-        reply = await self.dispatcher.handle(payload)
-        await router.send_multipart([*envelope, reply])
+        limit = self.config.daemon.max_request_bytes
+        if len(payload) > limit:
+            error = RpcError(ErrorCode.REQUEST_TOO_LARGE,
+                             f"request of {len(payload)} bytes exceeds the limit of {limit}",
+                             {"size": len(payload), "limit": limit})
+            reply = Dispatcher.error_reply(None, error)
+        else:
+            reply = await self.dispatcher.handle(payload)
+        await self.router.send_multipart([*envelope, reply])
 
-    async def _poll(self, telemetry: Telemetry) -> None:
-        """Publish every connected instrument's readings each poll interval."""
+    async def _poll(self) -> None:
+        """Publish every connected instrument's readings each interval, then watch safety."""
         while True:
             for worker in self.station.workers.values():
                 if worker.connected and worker.parameters:
-                    telemetry.publish(f"instrument.{worker.name}", await _reading(worker))
+                    try:
+                        reading = await worker.read_all()
+                    except RpcError as exc:
+                        reading = {"error": exc.message}
+                    self.telemetry.publish(f"instrument.{worker.name}", reading)
+            await self.safety.watch()
             await asyncio.sleep(self.config.daemon.poll_interval_s)
 
+    def _instrument_event(self, name: str, event: dict[str, Any]) -> None:
+        self.telemetry.publish(f"instrument.{name}", event)
 
-async def _reading(worker: InstrumentWorker) -> dict[str, Any]:
-    try:
-        return await worker.read_all()
-    except RpcError as exc:
-        return {"error": exc.message}
+    def _audit(self, record: CallRecord) -> None:
+        self.recorder.command(record.t, record.caller, record.method, record.params, record.error)
+
+    def _watchdog_tripped(self, reason: str) -> None:
+        """Called from the watchdog thread after it took the sources to safe state."""
+        self.recorder.telemetry("safety", {"t": 0.0, "seq": -1, "event": "watchdog",
+                                           "reason": reason})
+
+    def _unhandled(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        loop.default_exception_handler(context)
+        if not self.stopping.is_set():
+            self._spawn(self.safety.abort(f"unhandled error: {context.get('message')}"))
 
 
 def serve(config: StationConfig, config_path: Path) -> None:
     """Run a daemon in this process until it is signalled to stop."""
+
+    async def main() -> None:
+        await Daemon(config, config_path).run()
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(Daemon(config, config_path).run())
+        asyncio.run(main())

@@ -13,7 +13,8 @@ import signal
 import sys
 from pathlib import Path
 
-from labd.config import StationConfig
+from labd.config import SimulationConfig, StationConfig
+from sim_backends.control import serve_control
 from sim_backends.runner import EmulatedInstrument, start_testbed
 
 log = logging.getLogger(__name__)
@@ -30,12 +31,18 @@ def emulated_instruments(config: StationConfig) -> list[EmulatedInstrument]:
     return result
 
 
-async def run_sim(config: StationConfig, exit_on_stdin_eof: bool) -> None:
+async def run_sim(config: StationConfig, exit_on_stdin_eof: bool,
+                  control_endpoint: str | None = None) -> None:
     """Serve the simulated testbed until SIGINT/SIGTERM (or stdin EOF, for a child process)."""
-    seed = config.simulation.seed if config.simulation else 0
-    _world, servers, lines = await start_testbed(emulated_instruments(config), seed)
-    for line in lines:
+    simulation = config.simulation or SimulationConfig()
+    faults = {name: knobs.model_dump(exclude_unset=True)
+              for name, knobs in simulation.faults.items()}
+    testbed = await start_testbed(emulated_instruments(config), simulation.seed, faults)
+    control_endpoint = control_endpoint or simulation.control
+    control = asyncio.create_task(serve_control(control_endpoint, testbed.emulators))
+    for line in testbed.lines:
         print(line, flush=True)
+    print(f"{'control':<12} {'':<20} listening on {control_endpoint}", flush=True)
     print(READY, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -47,8 +54,8 @@ async def run_sim(config: StationConfig, exit_on_stdin_eof: bool) -> None:
         eof = asyncio.create_task(stdin.read())
         eof.add_done_callback(lambda _: stop.set())
     await stop.wait()
-    for server in servers:
-        await server.close()
+    control.cancel()
+    await testbed.close()
 
 
 class SimulatedTestbed:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from drivers.roles import Role
 from sim_backends.registry import EMULATORS
-from sim_backends.server import LineServer
+from sim_backends.server import LineEmulator, LineServer
 from sim_backends.world.testbed import Testbed
 
 
@@ -21,22 +22,37 @@ class EmulatedInstrument:
     port: int
 
 
-async def start_testbed(
-    instruments: list[EmulatedInstrument], seed: int
-) -> tuple[Testbed, list[LineServer], list[str]]:
-    """Build the world and listen for every instrument that has an emulator.
+@dataclass
+class RunningTestbed:
+    """The world, its emulators by instrument name, and the servers carrying them."""
 
-    Returns the world, the servers, and one human-readable line per instrument.
-    """
-    world = Testbed(seed=seed)
-    servers, lines = [], []
+    world: Testbed
+    emulators: dict[str, LineEmulator] = field(default_factory=dict)
+    servers: list[LineServer] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # what listens where, for people
+
+    async def close(self) -> None:
+        for server in self.servers:
+            await server.close()
+
+
+async def start_testbed(
+    instruments: list[EmulatedInstrument], seed: int, faults: dict[str, dict[str, Any]]
+) -> RunningTestbed:
+    """Build the world and listen for every instrument that has an emulator."""
+    testbed = RunningTestbed(Testbed(seed=seed))
     for inst in instruments:
         factory = EMULATORS.get(inst.model)
         if factory is None:
-            lines.append(f"{inst.name:<12} {inst.model:<20} not implemented")
+            testbed.lines.append(f"{inst.name:<12} {inst.model:<20} not implemented")
             continue
-        server = LineServer(factory(world, inst.role))
+        emulator = factory(testbed.world, inst.role)
+        for knob, value in faults.get(inst.name, {}).items():
+            setattr(emulator.faults, knob, value)
+        server = LineServer(emulator)
         await server.start(inst.host, inst.port)
-        servers.append(server)
-        lines.append(f"{inst.name:<12} {inst.model:<20} listening on {inst.host}:{inst.port}")
-    return world, servers, lines
+        testbed.emulators[inst.name] = emulator
+        testbed.servers.append(server)
+        testbed.lines.append(
+            f"{inst.name:<12} {inst.model:<20} listening on {inst.host}:{inst.port}")
+    return testbed

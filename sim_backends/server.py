@@ -33,7 +33,7 @@ class LineServer:
     def __init__(self, emulator: LineEmulator) -> None:
         self.emulator = emulator
         self._server: asyncio.Server | None = None
-        self._clients: set[asyncio.StreamWriter] = set()
+        self._clients: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
@@ -44,6 +44,7 @@ class LineServer:
             self._server.close()
         for writer in list(self._clients):
             writer.close()
+        await asyncio.gather(*self._clients.values(), return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -51,7 +52,9 @@ class LineServer:
         session = self.emulator.new_session()
         terminator = self.emulator.read_terminator
         faults = self.emulator.faults
-        self._clients.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients[writer] = task
         try:
             while not faults.drop_connection:
                 raw = await reader.readuntil(terminator)
@@ -68,7 +71,7 @@ class LineServer:
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         finally:
-            self._clients.discard(writer)
+            self._clients.pop(writer, None)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

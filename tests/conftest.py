@@ -47,9 +47,13 @@ class StationFile:
     pub: str
     ports: dict[str, int]
 
+    @property
+    def control(self) -> str:
+        return f"tcp://127.0.0.1:{self.ports['control']}"
+
 
 def write_station(directory: Path, simulated: bool = True) -> StationFile:
-    ports = {name: free_port() for name in ("rpc", "pub", "pump", "aux", "edfa")}
+    ports = {name: free_port() for name in ("rpc", "pub", "control", "pump", "aux", "edfa")}
     rpc, pub = f"tcp://127.0.0.1:{ports['rpc']}", f"tcp://127.0.0.1:{ports['pub']}"
     text = f"""
 [daemon]
@@ -61,6 +65,7 @@ call_timeout_s = 2.0
 
 {"[simulation]" if simulated else ""}
 {"seed = 7" if simulated else ""}
+{f'control = "tcp://127.0.0.1:{ports["control"]}"' if simulated else ""}
 
 [instruments.pump]
 role = "pump_laser"
@@ -106,6 +111,12 @@ def labd(*args: str) -> list[str]:
 class RunningDaemon:
     station: StationFile
     process: subprocess.Popen[bytes]
+
+    def operator(self, holder: str = "tester") -> Client:
+        """A client holding the operator lease."""
+        client = Client(self.station.rpc)
+        client.acquire_lease(holder)
+        return client
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:

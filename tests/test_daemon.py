@@ -50,6 +50,7 @@ def assert_still_serving(endpoint: str) -> None:
     assert {i["name"] for i in reply["result"]["instruments"]} == {"pump", "aux", "edfa"}
 
 
+LEASE = "@LEASE@"  # replaced by a live token in the test
 BAD_REQUESTS = {
     "unknown method": (request("station.fly"), ErrorCode.METHOD_NOT_FOUND),
     "malformed JSON": (b'{"jsonrpc": "2.0", "id": 1, "method": ', ErrorCode.PARSE_ERROR),
@@ -63,7 +64,8 @@ BAD_REQUESTS = {
                              ErrorCode.INVALID_PARAMS),
     "missing param": (request("station.get", {"instrument": "pump"}), ErrorCode.INVALID_PARAMS),
     "wrong param type": (request("station.set", {"instrument": "pump", "parameter": "power_mw",
-                                                 "value": "high"}), ErrorCode.INVALID_PARAMS),
+                                                 "value": "high", "lease": LEASE}),
+                         ErrorCode.INVALID_PARAMS),
     "unknown param member": (request("station.list", {"verbose": True}), ErrorCode.INVALID_PARAMS),
     "unknown instrument": (request("station.get", {"instrument": "laser9",
                                                    "parameter": "power_mw"}),
@@ -71,13 +73,21 @@ BAD_REQUESTS = {
     "unknown parameter": (request("station.get", {"instrument": "pump", "parameter": "colour"}),
                           ErrorCode.INVALID_PARAMS),
     "bool for a number": (request("station.set", {"instrument": "pump", "parameter": "power_mw",
-                                                  "value": True}), ErrorCode.INVALID_PARAMS),
+                                                  "value": True, "lease": LEASE}),
+                          ErrorCode.INVALID_PARAMS),
     "power above limit": (request("station.set", {"instrument": "pump", "parameter": "power_mw",
-                                                  "value": 25.0}), ErrorCode.LIMIT_EXCEEDED),
+                                                  "value": 25.0, "lease": LEASE}),
+                          ErrorCode.LIMIT_EXCEEDED),
     "wavelength below limit": (request("station.set", {"instrument": "pump",
                                                        "parameter": "wavelength_nm",
-                                                       "value": 1530.0}),
+                                                       "value": 1530.0, "lease": LEASE}),
                                ErrorCode.LIMIT_EXCEEDED),
+    "set without lease": (request("station.set", {"instrument": "pump", "parameter": "power_mw",
+                                                  "value": 1.0}), ErrorCode.LEASE_REQUIRED),
+    "set with a stale lease": (request("station.set", {"instrument": "pump",
+                                                       "parameter": "power_mw", "value": 1.0,
+                                                       "lease": "stale"}),
+                               ErrorCode.LEASE_HELD),
     "not implemented model": (request("station.get", {"instrument": "edfa",
                                                       "parameter": "output_w"}),
                               ErrorCode.NOT_IMPLEMENTED),
@@ -86,8 +96,10 @@ BAD_REQUESTS = {
 
 def test_bad_requests_get_the_right_error_and_the_daemon_keeps_serving(
         daemon: RunningDaemon) -> None:
+    token = daemon.operator().lease
+    assert token is not None
     for kind, (payload, code) in BAD_REQUESTS.items():
-        reply = raw_call(daemon.station.rpc, payload)
+        reply = raw_call(daemon.station.rpc, payload.replace(LEASE.encode(), token.encode()))
         assert reply["jsonrpc"] == "2.0"
         assert reply["error"]["code"] == code, (kind, reply)
         assert reply["error"]["message"], kind
@@ -96,7 +108,7 @@ def test_bad_requests_get_the_right_error_and_the_daemon_keeps_serving(
 
 
 def test_limit_error_names_instrument_parameter_and_limits(daemon: RunningDaemon) -> None:
-    with Client(daemon.station.rpc) as client:
+    with daemon.operator() as client:
         before = client.call("station.get", instrument="pump", parameter="power_mw")["value"]
         with pytest.raises(RpcError) as caught:
             client.call("station.set", instrument="pump", parameter="power_mw", value=25.0)
@@ -109,7 +121,7 @@ def test_limit_error_names_instrument_parameter_and_limits(daemon: RunningDaemon
 
 
 def test_set_and_get_pump_through_the_daemon(daemon: RunningDaemon) -> None:
-    with Client(daemon.station.rpc) as client:
+    with daemon.operator() as client:
         set_reply = client.call("station.set", instrument="pump", parameter="wavelength_nm",
                                 value=1556.0901)
         assert set_reply["value"] == pytest.approx(1556.0901, abs=1e-6)
@@ -136,9 +148,12 @@ def test_openrpc_document_lists_methods_with_generated_schemas(daemon: RunningDa
     with Client(daemon.station.rpc) as client:
         document = client.call("rpc.discover")
     methods = {m["name"]: m for m in document["methods"]}
-    assert {"rpc.discover", "station.list", "station.get", "station.set"} <= set(methods)
+    assert {"rpc.discover", "station.list", "station.get", "station.set", "lease.acquire",
+            "lease.renew", "lease.release", "lease.status", "safety.abort",
+            "safety.status"} <= set(methods)
     set_params = {p["name"]: p for p in methods["station.set"]["params"]}
-    assert set(set_params) == {"instrument", "parameter", "value"}
+    assert set(set_params) == {"instrument", "parameter", "value", "lease"}
+    assert "lease" not in {p["name"] for p in methods["safety.abort"]["params"]}
     assert all(p["required"] for p in set_params.values())
     assert document["components"]["errors"]["LIMIT_EXCEEDED"]["code"] == -32001
 
@@ -171,10 +186,15 @@ def test_labctl_status_and_call(daemon: RunningDaemon) -> None:
                   '{"instrument": "pump", "parameter": "power_mw"}')
     assert call.returncode == 0, call.stderr
     assert json.loads(call.stdout)["unit"] == "mW"
-    refused = labctl(daemon.station.rpc, "call", "station.set",
+    acquired = labctl(daemon.station.rpc, "--json", "lease", "acquire", "--holder", "op")
+    token = json.loads(acquired.stdout)["token"]
+    refused = labctl(daemon.station.rpc, "--lease", token, "call", "station.set",
                      '{"instrument": "pump", "parameter": "power_mw", "value": 99}')
     assert refused.returncode == 1
     assert "-32001" in refused.stderr and "limits" in refused.stderr
+    accepted = labctl(daemon.station.rpc, "--lease", token, "call", "station.set",
+                      '{"instrument": "pump", "parameter": "power_mw", "value": 9}')
+    assert accepted.returncode == 0, accepted.stderr
 
 
 def children_of(pid: int) -> list[int]:
@@ -217,15 +237,17 @@ def test_shutdown_leaves_no_process_and_no_port(daemon: RunningDaemon, sig: int)
 def test_shutdown_puts_lasers_in_safe_state(tmp_path: Path) -> None:
     """Emulators in their own process, so their state can be read after the daemon is gone."""
     station = write_station(tmp_path, simulated=False)
-    sim = subprocess.Popen(labd("sim", "--config", str(station.path)), cwd=ROOT,
-                           stdout=subprocess.PIPE, text=True)
+    sim = subprocess.Popen(labd("sim", "--config", str(station.path), "--control",
+                                f"tcp://127.0.0.1:{station.ports['control']}"),
+                           cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert sim.stdout is not None
-        lines = [sim.stdout.readline() for _ in range(4)]
+        lines = [sim.stdout.readline() for _ in range(5)]
         assert lines[-1].strip() == "ready", lines
         daemon = subprocess.Popen(labd("serve", "--config", str(station.path)), cwd=ROOT)
         wait_until_serving(station.rpc, daemon, 30)
         with Client(station.rpc) as client:
+            client.acquire_lease("tester")
             for laser in ("pump", "aux"):
                 client.call("station.set", instrument=laser, parameter="output_enabled",
                             value=True)
