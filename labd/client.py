@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Generator
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -94,22 +94,38 @@ class Client:
         self.close()
 
 
-def subscribe(
-    endpoint: str = DEFAULT_TELEMETRY,
-    topics: tuple[str, ...] = ("",),
-    timeout_s: float | None = None,
-) -> Generator[tuple[str, dict[str, Any]], None, None]:
-    """Yield ``(topic, message)`` from the daemon's telemetry; topics match by prefix."""
-    socket: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.SUB)
-    socket.setsockopt(zmq.LINGER, 0)
-    for topic in topics:
-        socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
-    socket.connect(endpoint)
-    try:
-        while True:
-            if timeout_s is not None and not socket.poll(int(timeout_s * 1000)):
-                raise DaemonTimeout(f"no telemetry from {endpoint} within {timeout_s} s")
-            raw_topic, body = socket.recv_multipart()
-            yield raw_topic.decode(), json.loads(body)
-    finally:
-        socket.close()
+class Subscription:
+    """Telemetry from the daemon as ``(topic, message)`` pairs; topics match by prefix.
+
+    The SUB socket connects at construction, so messages published after that (and after
+    ZeroMQ's short join) arrive. Iterating raises DaemonTimeout after ``timeout_s`` of silence.
+    """
+
+    def __init__(self, endpoint: str = DEFAULT_TELEMETRY, topics: tuple[str, ...] = ("",),
+                 timeout_s: float | None = None) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self._socket: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        for topic in topics:
+            self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self._socket.connect(endpoint)
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        return self
+
+    def __next__(self) -> tuple[str, dict[str, Any]]:
+        if self.timeout_s is not None and not self._socket.poll(int(self.timeout_s * 1000)):
+            raise DaemonTimeout(f"no telemetry from {self.endpoint} within {self.timeout_s} s")
+        raw_topic, body = self._socket.recv_multipart()
+        return raw_topic.decode(), json.loads(body)
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+

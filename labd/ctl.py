@@ -10,7 +10,13 @@ import socket
 import sys
 from typing import Any
 
-from labd.client import DEFAULT_ENDPOINT, DEFAULT_TELEMETRY, Client, DaemonTimeout, subscribe
+from labd.client import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_TELEMETRY,
+    Client,
+    DaemonTimeout,
+    Subscription,
+)
 from labd.rpc import RpcError
 
 
@@ -125,7 +131,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    for received, (topic, message) in enumerate(subscribe(args.telemetry, tuple(args.topics)), 1):
+    stream = Subscription(args.telemetry, tuple(args.topics))
+    for received, (topic, message) in enumerate(stream, 1):
         if args.json:
             print(json.dumps({"topic": topic, **message}), flush=True)
         else:

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from labd.client import Client, DaemonTimeout, subscribe
+from labd.client import Client, DaemonTimeout, Subscription
 from labd.config import StationConfig
 from labd.rpc import RpcError
 
@@ -69,7 +69,7 @@ def _session(client: Client, config: StationConfig) -> None:
     except RpcError as exc:
         print(f"  set pump.power_mw = 50.0       refused: {exc.message}")
     print()
-    stream = subscribe(config.daemon.pub, ("instrument.pump",), timeout_s=10)
+    stream = Subscription(config.daemon.pub, ("instrument.pump",), timeout_s=10)
     for _, (topic, message) in zip(range(3), stream, strict=False):
         print(f"  telemetry {topic} seq={message['seq']} power_mw={message['power_mw']} "
               f"output_enabled={message['output_enabled']}")

@@ -61,7 +61,7 @@ rpc = "{rpc}"
 pub = "{pub}"
 database = "{directory / 'labd.sqlite'}"
 poll_interval_s = 0.2
-call_timeout_s = 2.0
+call_timeout_s = 1.0
 
 {"[simulation]" if simulated else ""}
 {"seed = 7" if simulated else ""}

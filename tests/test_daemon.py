@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from labd.client import Client, subscribe
+from labd.client import Client, Subscription
 from labd.rpc import ErrorCode, RpcError
 from tests.conftest import (
     ROOT,
@@ -160,7 +160,7 @@ def test_openrpc_document_lists_methods_with_generated_schemas(daemon: RunningDa
 
 def test_telemetry_carries_time_and_per_topic_sequence(daemon: RunningDaemon) -> None:
     messages = []
-    for topic, message in subscribe(daemon.station.pub, ("instrument.pump",), timeout_s=10):
+    for topic, message in Subscription(daemon.station.pub, ("instrument.pump",), timeout_s=10):
         messages.append(message)
         assert topic == "instrument.pump"
         if len(messages) == 3:

@@ -1,0 +1,217 @@
+"""The daemon as operators rely on it: leases, abort, faults, reconnection, concurrency, record."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import zmq
+
+from labd.client import Client, DaemonTimeout, Subscription
+from labd.rpc import ErrorCode, RpcError
+from sim_backends.control import send_control
+from tests.conftest import RunningDaemon
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout_s} s: {what}")
+
+
+def status(client: Client, name: str) -> dict:
+    return next(i for i in client.call("station.list")["instruments"] if i["name"] == name)
+
+
+def test_second_operator_is_refused_naming_the_holder(daemon: RunningDaemon) -> None:
+    with daemon.operator("alice") as alice, Client(daemon.station.rpc) as bob:
+        with pytest.raises(RpcError) as caught:
+            bob.call("lease.acquire", holder="bob")
+        assert caught.value.code == ErrorCode.LEASE_HELD
+        assert "alice" in caught.value.message
+        with pytest.raises(RpcError) as caught:
+            bob.call("station.set", instrument="pump", parameter="power_mw", value=1.0,
+                     lease="guess")
+        assert caught.value.code == ErrorCode.LEASE_HELD
+        # observers read without a lease
+        assert bob.call("station.get", instrument="pump", parameter="power_mw")["unit"] == "mW"
+        assert bob.call("lease.status")["holder"] == "alice"
+        alice.call("lease.release")
+        assert bob.call("lease.status")["holder"] is None
+        bob.acquire_lease("bob")
+        bob.call("station.set", instrument="pump", parameter="power_mw", value=2.0)
+
+
+def test_lease_expires_unless_renewed(daemon: RunningDaemon) -> None:
+    with Client(daemon.station.rpc) as client:
+        client.acquire_lease("alice", ttl_s=1.0)
+        time.sleep(0.6)
+        client.call("lease.renew", ttl_s=1.0)
+        time.sleep(0.6)  # 1.2 s after acquiring: alive only because it was renewed
+        client.call("station.set", instrument="pump", parameter="power_mw", value=1.0)
+        time.sleep(1.2)
+        assert client.call("lease.status")["holder"] is None
+        with pytest.raises(RpcError) as caught:
+            client.call("station.set", instrument="pump", parameter="power_mw", value=1.0)
+        assert caught.value.code == ErrorCode.LEASE_REQUIRED
+
+
+def test_abort_needs_no_lease_and_turns_sources_off(daemon: RunningDaemon) -> None:
+    safety_messages = Subscription(daemon.station.pub, ("safety",), timeout_s=10)
+    with daemon.operator() as operator, Client(daemon.station.rpc) as anyone:
+        for laser in ("pump", "aux"):
+            operator.call("station.set", instrument=laser, parameter="output_enabled", value=True)
+        time.sleep(0.3)  # let the SUB connect before the abort is published
+        result = anyone.call("safety.abort", reason="test")
+        assert [s["instrument"] for s in result["steps"]] == ["aux", "pump"]
+        assert all(s["ok"] for s in result["steps"])
+        for laser in ("pump", "aux"):
+            assert not operator.call("station.get", instrument=laser,
+                                     parameter="output_enabled")["value"]
+        assert anyone.call("safety.status")["last_abort"]["reason"] == "test"
+    topic, message = next(safety_messages)
+    assert topic == "safety" and message["reason"] == "test"
+    safety_messages.close()
+
+
+def test_stalled_instrument_is_reported_without_blocking_the_others(daemon: RunningDaemon) -> None:
+    send_control(daemon.station.control, {"op": "faults", "instrument": "pump",
+                                          "set": {"stall": True}})
+    with Client(daemon.station.rpc) as client, Client(daemon.station.rpc) as other:
+        with ThreadPoolExecutor(1) as pool:
+            stalled = pool.submit(client.call, "station.get", instrument="pump",
+                                  parameter="power_mw")
+            time.sleep(0.2)
+            started = time.monotonic()
+            for _ in range(5):
+                other.call("station.get", instrument="aux", parameter="power_mw")
+            aux_s = time.monotonic() - started
+            with pytest.raises(RpcError) as caught:
+                stalled.result(timeout=30)
+        assert aux_s < stalled_deadline_s(), "aux waited for the stalled pump"
+        assert caught.value.code == ErrorCode.INSTRUMENT_FAULT
+        assert caught.value.data["instrument"] == "pump"
+        pump = status(client, "pump")
+        assert pump["connected"] is False and pump["last_error"]
+        send_control(daemon.station.control, {"op": "clear", "instrument": "pump"})
+        wait_for(lambda: status(client, "pump")["connected"], 15, "pump reconnected")
+        assert client.call("station.get", instrument="pump", parameter="power_mw")["unit"] == "mW"
+
+
+def stalled_deadline_s() -> float:
+    """What a stalled call costs (twice the 1 s call timeout, plus 1 s)."""
+    return 3.0
+
+
+def test_dropped_connection_is_reconnected(daemon: RunningDaemon) -> None:
+    telemetry = Subscription(daemon.station.pub, ("instrument.pump",), timeout_s=20)
+    send_control(daemon.station.control, {"op": "faults", "instrument": "pump",
+                                          "set": {"drop_connection": True}})
+    events = []
+    for _, message in telemetry:
+        if "event" in message:
+            events.append(message["event"])
+            if events[-1] == "disconnected":
+                send_control(daemon.station.control, {"op": "clear", "instrument": "pump"})
+            if events[-1] == "connected":
+                break
+    telemetry.close()
+    assert events[:2] == ["disconnected", "connected"]
+
+
+def test_garbage_reply_is_an_instrument_fault_naming_the_command(daemon: RunningDaemon) -> None:
+    send_control(daemon.station.control, {"op": "faults", "instrument": "aux",
+                                          "set": {"garbage_reply": True}})
+    with Client(daemon.station.rpc) as client:
+        with pytest.raises(RpcError) as caught:
+            client.call("station.get", instrument="aux", parameter="wavelength_nm")
+        assert caught.value.code == ErrorCode.INSTRUMENT_FAULT
+        assert caught.value.data["command"] == ":WAV?"
+        send_control(daemon.station.control, {"op": "clear", "instrument": "aux"})
+        wait_for(lambda: status(client, "aux")["connected"], 15, "aux usable again")
+
+
+def test_queued_instrument_error_surfaces_on_the_next_set(daemon: RunningDaemon) -> None:
+    send_control(daemon.station.control, {"op": "error", "instrument": "pump", "code": -300,
+                                          "message": "Device-specific error"})
+    with daemon.operator() as client:
+        with pytest.raises(RpcError) as caught:
+            client.call("station.set", instrument="pump", parameter="power_mw", value=3.0)
+        assert caught.value.code == ErrorCode.INSTRUMENT_FAULT
+        assert "-300" in caught.value.message
+        assert status(client, "pump")["connected"] is True  # the instrument still answers
+
+
+def test_twenty_clients_at_once_get_their_own_replies(daemon: RunningDaemon) -> None:
+    parameters = ["wavelength_nm", "power_mw", "output_enabled"]
+
+    def session(index: int) -> int:
+        with Client(daemon.station.rpc, timeout_s=30) as client:
+            for round_ in range(10):
+                name = parameters[(index + round_) % 3]
+                instrument = "pump" if index % 2 else "aux"
+                reply = client.call("station.get", instrument=instrument, parameter=name)
+                assert (reply["instrument"], reply["parameter"]) == (instrument, name)
+        return index
+
+    with ThreadPoolExecutor(20) as pool:
+        assert sorted(pool.map(session, range(20))) == list(range(20))
+
+
+def test_oversized_requests_are_refused_and_the_daemon_serves_on(daemon: RunningDaemon) -> None:
+    limit = 1 << 20
+    with Client(daemon.station.rpc) as client:
+        reply = client.request(b" " * (limit + 1))
+        assert reply["error"]["code"] == ErrorCode.REQUEST_TOO_LARGE
+        assert reply["error"]["data"] == {"size": limit + 1, "limit": limit}
+        client.timeout_s = 2.0
+        with pytest.raises(DaemonTimeout):  # beyond the hard limit ZeroMQ drops it unread
+            client.request(b" " * (limit * 17))
+        client.timeout_s = 10.0
+        assert client.call("station.list")["instruments"]
+
+
+def test_dealer_clients_are_served_too(daemon: RunningDaemon) -> None:
+    with zmq.Context.instance().socket(zmq.DEALER) as dealer:
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(daemon.station.rpc)
+        for request_id in (1, 2, 3):
+            dealer.send_multipart([b"", json.dumps({"jsonrpc": "2.0", "id": request_id,
+                                                    "method": "lease.status"}).encode()])
+        replies = []
+        for _ in range(3):
+            assert dealer.poll(10_000)
+            _, body = dealer.recv_multipart()
+            replies.append(json.loads(body)["id"])
+        assert sorted(replies) == [1, 2, 3]
+
+
+def test_everything_is_recorded(daemon: RunningDaemon) -> None:
+    with daemon.operator("carol") as client:
+        client.call("station.set", instrument="pump", parameter="power_mw", value=4.0)
+        with pytest.raises(RpcError):
+            client.call("station.set", instrument="pump", parameter="power_mw", value=40.0)
+        client.call("safety.abort", reason="recorded")
+    time.sleep(0.5)
+    assert daemon.stop() == 0
+    db = sqlite3.connect(daemon.station.path.parent / "labd.sqlite")
+    (ended,) = db.execute("SELECT ended FROM runs").fetchone()
+    assert ended is not None
+    commands = db.execute("SELECT holder, method, params, error FROM commands").fetchall()
+    assert commands[0][:2] == ("carol", "station.set")
+    assert json.loads(commands[0][2]) == {"instrument": "pump", "parameter": "power_mw",
+                                          "value": 4.0}
+    assert commands[0][3] is None and "limits" in commands[1][3]
+    seqs = [s for (s,) in db.execute(
+        "SELECT seq FROM telemetry WHERE topic = 'instrument.pump' ORDER BY seq")]
+    assert len(seqs) >= 3 and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    reasons = [json.loads(b)["reason"] for (b,) in db.execute(
+        "SELECT body FROM telemetry WHERE topic = 'safety'")]
+    assert reasons == ["recorded", "daemon shutdown"]
+
