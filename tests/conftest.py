@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import subprocess
@@ -132,6 +133,12 @@ def station(tmp_path: Path) -> StationFile:
 @pytest.fixture
 def daemon(station: StationFile) -> Iterator[RunningDaemon]:
     """``labd serve`` in a subprocess on the simulated testbed, stopped with SIGTERM afterwards."""
+    with running_daemon(station) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_daemon(station: StationFile) -> Iterator[RunningDaemon]:
     process = subprocess.Popen(labd("serve", "--config", str(station.path)), cwd=ROOT)
     running = RunningDaemon(station, process)
     try:
