@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from labd.client import (
@@ -17,13 +18,14 @@ from labd.client import (
     DaemonTimeout,
     Subscription,
 )
+from labd.export import ExportError, export_csv, export_hdf5, read_run
 from labd.rpc import RpcError
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
-        sys.exit(args.run(args))
+        sys.exit(args.handler(args))
     except RpcError as exc:
         _fail(args, {"code": exc.code, "message": exc.message, "data": exc.data},
               f"error {exc.code}: {exc.message}")
@@ -49,27 +51,34 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     status = commands.add_parser("status", help="every instrument and its state")
-    status.set_defaults(run=_status)
+    status.set_defaults(handler=_status)
 
     call = commands.add_parser("call", help="call any method: labctl call METHOD '{...}'")
     call.add_argument("method")
     call.add_argument("params", nargs="?", default="{}", help="params as a JSON object")
-    call.set_defaults(run=_call)
+    call.set_defaults(handler=_call)
 
     lease = commands.add_parser("lease", help="acquire | release | status of the operator lease")
     lease.add_argument("action", choices=["acquire", "release", "status"])
     lease.add_argument("--holder", default=f"{getpass.getuser()}@{socket.gethostname()}")
     lease.add_argument("--ttl", type=float, default=3600.0, help="seconds, unless renewed")
-    lease.set_defaults(run=_lease)
+    lease.set_defaults(handler=_lease)
 
     abort = commands.add_parser("abort", help="every source to its safe state now (no lease)")
     abort.add_argument("reason", nargs="?", default="operator abort from labctl")
-    abort.set_defaults(run=_abort)
+    abort.set_defaults(handler=_abort)
+
+    export = commands.add_parser("export", help="write one run of the record as CSV or HDF5")
+    export.add_argument("run", type=int)
+    export.add_argument("--database", type=Path, default=Path("labd.sqlite"))
+    export.add_argument("--format", choices=["csv", "hdf5"], default="csv")
+    export.add_argument("--out", type=Path, help="folder (csv) or file (hdf5)")
+    export.set_defaults(handler=_export)
 
     watch = commands.add_parser("watch", help="stream telemetry (topics match by prefix)")
     watch.add_argument("topics", nargs="*", default=[""])
     watch.add_argument("--count", type=int, default=0, help="stop after N messages (0: never)")
-    watch.set_defaults(run=_watch)
+    watch.set_defaults(handler=_watch)
     return parser
 
 
@@ -127,6 +136,20 @@ def _status(args: argparse.Namespace) -> int:
     for inst in instruments:
         state = "connected" if inst["connected"] else (inst["last_error"] or "disconnected")
         print(f"{inst['name']:<12} {inst['role']:<12} {inst['model']:<20} {state}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    try:
+        data = read_run(args.database, args.run)
+        out = args.out or Path(f"run-{args.run}" + (".h5" if args.format == "hdf5" else ""))
+        (export_hdf5 if args.format == "hdf5" else export_csv)(data, out)
+    except ExportError as exc:
+        print(f"labctl export: {exc}", file=sys.stderr)
+        return 1
+    topics = ", ".join(sorted(data["telemetry"])) or "none"
+    print(f"run {args.run} -> {out}: {len(data['commands'])} commands, topics {topics}, "
+          f"{len(data['traces'])} traces")
     return 0
 
 

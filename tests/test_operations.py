@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import zmq
@@ -215,3 +218,32 @@ def test_everything_is_recorded(daemon: RunningDaemon) -> None:
         "SELECT body FROM telemetry WHERE topic = 'safety'")]
     assert reasons == ["recorded", "daemon shutdown"]
 
+
+
+def test_labctl_exports_a_run_as_csv_and_hdf5(daemon: RunningDaemon, tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    with daemon.operator("dave") as client:
+        client.call("station.set", instrument="pump", parameter="power_mw", value=6.0)
+    time.sleep(0.6)
+    assert daemon.stop() == 0
+    database = daemon.station.path.parent / "labd.sqlite"
+    result = labctl_local("export", "1", "--database", str(database), "--out",
+                          str(tmp_path / "csv"))
+    assert result.returncode == 0, result.stderr
+    commands = (tmp_path / "csv" / "commands.csv").read_text().splitlines()
+    assert commands[0] == "t,holder,method,params,error" and ",dave,station.set," in commands[1]
+    pump_rows = (tmp_path / "csv" / "telemetry" / "instrument.pump.csv").read_text().splitlines()
+    assert pump_rows[0].startswith("t,seq,") and len(pump_rows) >= 3
+    result = labctl_local("export", "1", "--database", str(database), "--format", "hdf5",
+                          "--out", str(tmp_path / "run.h5"))
+    assert result.returncode == 0, result.stderr
+    with h5py.File(tmp_path / "run.h5") as h5:
+        assert h5["commands/holder"][0] == b"dave"
+        assert h5["telemetry/instrument.pump/power_mw"][-1] == pytest.approx(6.0)
+    missing = labctl_local("export", "7", "--database", str(database))
+    assert missing.returncode == 1 and "no run 7" in missing.stderr
+
+
+def labctl_local(*args: str) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "labctl"
+    return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=60)
