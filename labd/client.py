@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 import zmq
+import zmq.asyncio
 
 from labd.rpc import RpcError
 
@@ -48,12 +49,10 @@ class Client:
         return lease
 
     def _with_lease(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        if self.lease is None or "lease" in params or method == "rpc.discover":
+        if not _may_need_lease(self.lease, method, params):
             return params
         if self._takes_lease is None:
-            document = self.call("rpc.discover")
-            self._takes_lease = {m["name"] for m in document["methods"]
-                                 if any(p["name"] == "lease" for p in m["params"])}
+            self._takes_lease = _lease_takers(self.call("rpc.discover"))
         return {**params, "lease": self.lease} if method in self._takes_lease else params
 
     def _connect(self) -> zmq.Socket[Any]:
@@ -64,16 +63,9 @@ class Client:
 
     def call(self, method: str, **params: Any) -> Any:
         """Call ``method`` with ``params``; return its result or raise RpcError / DaemonTimeout."""
-        params = self._with_lease(method, params)
         request_id = next(self._ids)
-        request = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
-        reply = self.request(json.dumps(request).encode())
-        if reply.get("id") != request_id:
-            raise RpcError(-32603, f"reply to request {reply.get('id')}, expected {request_id}")
-        if "error" in reply:
-            error = reply["error"]
-            raise RpcError(error["code"], error["message"], error.get("data"))
-        return reply["result"]
+        payload = _request(request_id, method, self._with_lease(method, params))
+        return _result(self.request(payload), request_id)
 
     def request(self, payload: bytes) -> Any:
         """Send raw request bytes and return the decoded JSON reply."""
@@ -92,6 +84,85 @@ class Client:
 
     def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.close()
+
+
+class AsyncClient:
+    """The asyncio twin of ``Client``: ``await AsyncClient().call("station.list")``."""
+
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout_s: float = 10.0,
+                 lease: str | None = None) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        self.lease = lease
+        self._context = zmq.asyncio.Context.instance()
+        self._ids = itertools.count(1)
+        self._socket = self._connect()
+        self._takes_lease: set[str] | None = None
+
+    def _connect(self) -> zmq.asyncio.Socket:
+        socket = self._context.socket(zmq.REQ)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.connect(self.endpoint)
+        return socket
+
+    async def acquire_lease(self, holder: str, ttl_s: float = 60.0) -> dict[str, Any]:
+        lease: dict[str, Any] = await self.call("lease.acquire", holder=holder, ttl_s=ttl_s)
+        self.lease = lease["token"]
+        return lease
+
+    async def call(self, method: str, **params: Any) -> Any:
+        """Call ``method``; return its result or raise RpcError / DaemonTimeout."""
+        if _may_need_lease(self.lease, method, params):
+            if self._takes_lease is None:
+                self._takes_lease = _lease_takers(await self.call("rpc.discover"))
+            if method in self._takes_lease:
+                params = {**params, "lease": self.lease}
+        request_id = next(self._ids)
+        return _result(await self.request(_request(request_id, method, params)), request_id)
+
+    async def request(self, payload: bytes) -> Any:
+        """Send raw request bytes and return the decoded JSON reply."""
+        await self._socket.send(payload)
+        if not await self._socket.poll(int(self.timeout_s * 1000)):
+            self._socket.close()
+            self._socket = self._connect()
+            raise DaemonTimeout(f"no reply from {self.endpoint} within {self.timeout_s} s")
+        return json.loads(await self._socket.recv())
+
+    def close(self) -> None:
+        self._socket.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: type[BaseException] | BaseException | TracebackType | None
+                        ) -> None:
+        self.close()
+
+
+def _may_need_lease(lease: str | None, method: str, params: dict[str, Any]) -> bool:
+    return lease is not None and "lease" not in params and method != "rpc.discover"
+
+
+def _lease_takers(document: dict[str, Any]) -> set[str]:
+    """Methods whose params include ``lease``, from an OpenRPC document."""
+    return {m["name"] for m in document["methods"]
+            if any(p["name"] == "lease" for p in m["params"])}
+
+
+def _request(request_id: int, method: str, params: dict[str, Any]) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
+                       "params": params}).encode()
+
+
+def _result(reply: dict[str, Any], request_id: int) -> Any:
+    """The result of a reply, or its error raised as RpcError."""
+    if reply.get("id") != request_id:
+        raise RpcError(-32603, f"reply to request {reply.get('id')}, expected {request_id}")
+    if "error" in reply:
+        error = reply["error"]
+        raise RpcError(error["code"], error["message"], error.get("data"))
+    return reply["result"]
 
 
 class Subscription:

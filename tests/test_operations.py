@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -9,11 +10,12 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
 
-from labd.client import Client, DaemonTimeout, Subscription
+from labd.client import AsyncClient, Client, DaemonTimeout, Subscription
 from labd.rpc import ErrorCode, RpcError
 from sim_backends.control import send_control
 from tests.conftest import RunningDaemon
@@ -247,3 +249,29 @@ def test_labctl_exports_a_run_as_csv_and_hdf5(daemon: RunningDaemon, tmp_path: P
 def labctl_local(*args: str) -> subprocess.CompletedProcess[str]:
     script = Path(sys.executable).parent / "labctl"
     return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_async_client_calls_concurrently_and_recovers_from_a_timeout(
+        daemon: RunningDaemon) -> None:
+    async def scenario() -> list[Any]:
+        clients = [AsyncClient(daemon.station.rpc) for _ in range(5)]
+        replies = await asyncio.gather(*(
+            c.call("station.get", instrument="pump", parameter="power_mw") for c in clients))
+        send_control(daemon.station.control, {"op": "faults", "instrument": "aux",
+                                              "set": {"stall": True}})
+        slow = AsyncClient(daemon.station.rpc, timeout_s=0.3)
+        with pytest.raises(DaemonTimeout):
+            await slow.call("station.get", instrument="aux", parameter="power_mw")
+        replies.append(await slow.call("lease.status"))  # a fresh socket after the timeout
+        send_control(daemon.station.control, {"op": "clear", "instrument": "aux"})
+        await slow.acquire_lease("async")
+        replies.append(await slow.call("station.set", instrument="pump", parameter="power_mw",
+                                       value=2.0))
+        for client in [*clients, slow]:
+            client.close()
+        return replies
+
+    replies = asyncio.run(scenario())
+    assert [r["unit"] for r in replies[:5]] == ["mW"] * 5
+    assert replies[5] == {"holder": None, "expires_at": None}
+    assert replies[6]["value"] == 2.0
