@@ -235,6 +235,8 @@ def _cross_checks(config: StationConfig) -> list[Problem]:
     for name, inst in config.instruments.items():
         problems += _instrument_problems(f"instruments.{name}", name, inst, config)
     problems += _resource_clashes(config)
+    if config.simulation is not None:
+        problems += _simulation_problems(config, config.simulation)
     for role in REQUIRED_ROLES:
         if not config.by_role(role):
             problems.append(Problem("instruments", f"no instrument has role {role}, required"))
@@ -273,6 +275,21 @@ def _instrument_problems(
             if spec is None or not spec.limitable:
                 problems.append(Problem(f"{path}.{table}.{key}",
                                         f"no settable number {key} on a {inst.role}"))
+    return problems
+
+
+def _simulation_problems(config: StationConfig, simulation: SimulationConfig) -> list[Problem]:
+    problems = [Problem(f"simulation.faults.{name}", "no such instrument")
+                for name in simulation.faults if name not in config.instruments]
+    match = _ZMQ.match(simulation.control)
+    assert match is not None  # checked by the field validator
+    if not is_loopback(match["host"]):
+        problems.append(Problem("simulation.control", "the control port listens on loopback"))
+    ports = {int(m["port"]) for m in map(_ZMQ.match, (config.daemon.rpc, config.daemon.pub)) if m}
+    ports |= {a[1] for a in (i.socket_address() for i in config.instruments.values()) if a}
+    if int(match["port"]) in ports:
+        problems.append(Problem("simulation.control", f"port {match['port']} is already in use "
+                                "by the daemon or an instrument"))
     return problems
 
 
