@@ -39,7 +39,7 @@ MODELS: dict[str, Model] = {
     "santec.TSL570": _model(_LASERS, Transport.VISA, "drivers.santec_tsl570:TSL570Laser"),
     "amonics.AEDFA": _model({Role.EDFA}, Transport.VISA),
     "thorlabs.TED4015": _model({Role.TEC}, Transport.VISA),
-    "yokogawa.AQ6370D": _model({Role.OSA}, Transport.VISA),
+    "yokogawa.AQ6370D": _model({Role.OSA}, Transport.VISA, "drivers.yokogawa_aq6370:AQ6370Osa"),
     "thorlabs.PM100USB": _model({Role.POWER_METER}, Transport.VISA),
     "keysight.M8195A": _model({Role.AWG}, Transport.VISA),
     "thorlabs.MBX": _model({Role.BIAS}, Transport.VISA),

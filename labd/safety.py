@@ -71,7 +71,7 @@ class Safety:
                                    f"{worker.name}.{parameter} refused: {reason}",
                                    {"interlock": rule.name, "instrument": worker.name})
 
-    async def abort(self, reason: str) -> dict[str, Any]:
+    async def abort(self, reason: str, level: int = logging.WARNING) -> dict[str, Any]:
         """Every source to its safe state, EDFA first; publish and return what was done."""
         async with self._lock:
             self.station.ramps_cancelled.set()
@@ -85,7 +85,7 @@ class Safety:
                 except RpcError as exc:
                     steps.append({"instrument": worker.name, "ok": False, "error": exc.message})
             event = {"event": "abort", "reason": reason, "steps": steps, "t": time.time()}
-            log.warning("safety abort (%s): %s", reason, steps)
+            log.log(level, "safety abort (%s): %s", reason, steps)
             self.last_abort = event
             self.publish("safety", {k: v for k, v in event.items() if k != "t"})
             return event

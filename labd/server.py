@@ -71,7 +71,7 @@ class Daemon:
             await self.station.connect()
             await self._serve()
         finally:
-            await self.safety.abort("daemon shutdown")
+            await self.safety.abort("daemon shutdown", logging.INFO)
             self.watchdog.stop()
             self.station.close()
             self.router.close(linger=0)

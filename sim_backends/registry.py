@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from drivers.roles import Role
 from sim_backends.instruments.santec_tsl570 import TSL570Emulator
+from sim_backends.instruments.yokogawa_aq6370 import AQ6370Emulator
 from sim_backends.server import LineEmulator
 from sim_backends.world.testbed import Testbed
 
@@ -16,6 +17,11 @@ def _tsl570(world: Testbed, role: Role) -> LineEmulator:
     return TSL570Emulator(world.pump if role is Role.PUMP_LASER else world.aux)
 
 
+def _aq6370(world: Testbed, role: Role) -> LineEmulator:
+    return AQ6370Emulator(world.osa_light, world.sync, world.rng)
+
+
 EMULATORS: dict[str, EmulatorFactory] = {
     "santec.TSL570": _tsl570,
+    "yokogawa.AQ6370D": _aq6370,
 }

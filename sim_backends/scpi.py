@@ -78,7 +78,8 @@ class Call:
         raise illegal_value()
 
 
-Query = Callable[[Call], str]
+Reply = str | bytes  # bytes for IEEE 488.2 binary blocks
+Query = Callable[[Call], Reply]
 Write = Callable[[Call], None]
 
 
@@ -121,9 +122,9 @@ class ScpiParser:
         self._compiled.append((compile_pattern(":SYSTem:ERRor[:NEXT]"), Command("", self._next)))
         self._compiled.append((compile_pattern("*CLS"), Command("", write=self._clear)))
 
-    def handle(self, message: str) -> str | None:
+    def handle(self, message: str) -> Reply | None:
         """Execute one program message (units separated by ';'); return the reply, if any."""
-        replies = []
+        replies: list[Reply] = []
         for unit in filter(None, (u.strip() for u in message.split(";"))):
             try:
                 reply = self._execute(unit)
@@ -132,7 +133,11 @@ class ScpiParser:
                 continue
             if reply is not None:
                 replies.append(reply)
-        return ";".join(replies) if replies else None
+        if not replies:
+            return None
+        if all(isinstance(r, str) for r in replies):
+            return ";".join(str(r) for r in replies)
+        return b";".join(r if isinstance(r, bytes) else r.encode("ascii") for r in replies)
 
     def push(self, error: ScpiError) -> None:
         """Queue an error (when full, SCPI overwrites the newest with -350 Queue overflow)."""
@@ -141,7 +146,7 @@ class ScpiParser:
         else:
             self.errors.append(error)
 
-    def _execute(self, unit: str) -> str | None:
+    def _execute(self, unit: str) -> Reply | None:
         header, _, rest = unit.partition(" ")
         is_query = header.endswith("?")
         header = header.rstrip("?")

@@ -12,8 +12,8 @@ from sim_backends.faults import GARBAGE, Faults
 class Session(Protocol):
     """The state of one client connection (a login handshake, say); SCPI state is per instrument."""
 
-    def handle(self, message: str) -> str | None:
-        """Answer one terminated message; None means the instrument stays silent."""
+    def handle(self, message: str) -> str | bytes | None:
+        """Answer one terminated message (bytes for binary blocks); None: no answer."""
 
 
 class LineEmulator(Protocol):
@@ -65,7 +65,8 @@ class LineServer:
                 if reply is None or faults.stall:
                     continue
                 await asyncio.sleep(faults.reply_delay_s)
-                data = GARBAGE if faults.garbage_reply else reply.encode("ascii")
+                data = reply.encode("ascii") if isinstance(reply, str) else reply
+                data = GARBAGE if faults.garbage_reply else data
                 writer.write(data + self.emulator.write_terminator)
                 await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim_backends.world.laser import TunableLaser
+from sim_backends.world.light import Light
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Testbed:
     clock: Callable[[], float] = time.monotonic
     pump: TunableLaser = field(default_factory=TunableLaser)
     aux: TunableLaser = field(default_factory=lambda: TunableLaser(wavelength_m=1549.0e-9))
+    osa_tap: float = 0.01  # fraction of the through-port light split to the OSA (-20 dB), assumed
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
@@ -41,3 +43,11 @@ class Testbed:
 
     def _advance(self, dt_s: float) -> None:
         """Integrate the dynamics over ``dt_s``: sources, then amplifier, ring, and heat."""
+
+    def through_port(self) -> Light:
+        """The light leaving the chip's through port (after the PBS that removes the aux)."""
+        return Light.line(self.pump.frequency_hz, self.pump.emitted_power_mw)
+
+    def osa_light(self) -> Light:
+        """What reaches the OSA: a tap of the through port."""
+        return self.through_port().scaled(self.osa_tap)
