@@ -41,7 +41,7 @@ MODELS: dict[str, Model] = {
     "thorlabs.TED4015": _model({Role.TEC}, Transport.VISA),
     "yokogawa.AQ6370D": _model({Role.OSA}, Transport.VISA, "drivers.yokogawa_aq6370:AQ6370Osa"),
     "thorlabs.PM100USB": _model({Role.POWER_METER}, Transport.VISA),
-    "keysight.M8195A": _model({Role.AWG}, Transport.VISA),
+    "keysight.M8195A": _model({Role.AWG}, Transport.VISA, "drivers.keysight_m8195a:M8195AAwg"),
     "thorlabs.MBX": _model({Role.BIAS}, Transport.VISA),
     "idquantique.ID1000": _model({Role.SPD_COUNTER}, Transport.ZMQ),
 }

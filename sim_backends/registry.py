@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from drivers.roles import Role
+from sim_backends.instruments.keysight_m8195a import M8195AEmulator
 from sim_backends.instruments.santec_tsl570 import TSL570Emulator
 from sim_backends.instruments.yokogawa_aq6370 import AQ6370Emulator
 from sim_backends.server import LineEmulator
@@ -21,7 +22,12 @@ def _aq6370(world: Testbed, role: Role) -> LineEmulator:
     return AQ6370Emulator(world.osa_light, world.sync, world.rng)
 
 
+def _m8195a(world: Testbed, role: Role) -> LineEmulator:
+    return M8195AEmulator(world.awg, world.sync)
+
+
 EMULATORS: dict[str, EmulatorFactory] = {
+    "keysight.M8195A": _m8195a,
     "santec.TSL570": _tsl570,
     "yokogawa.AQ6370D": _aq6370,
 }

@@ -7,7 +7,7 @@ from typing import Any
 
 from drivers.roles import Role
 from sim_backends.registry import EMULATORS
-from sim_backends.server import LineEmulator, LineServer
+from sim_backends.server import LineEmulator, LineServer, server_for
 from sim_backends.world.testbed import Testbed
 
 
@@ -49,7 +49,7 @@ async def start_testbed(
         emulator = factory(testbed.world, inst.role)
         for knob, value in faults.get(inst.name, {}).items():
             setattr(emulator.faults, knob, value)
-        server = LineServer(emulator)
+        server = server_for(emulator)
         await server.start(inst.host, inst.port)
         testbed.emulators[inst.name] = emulator
         testbed.servers.append(server)

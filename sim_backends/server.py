@@ -76,3 +76,9 @@ class LineServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+
+def server_for(emulator: LineEmulator) -> LineServer:
+    """The server an emulator needs: its own ``server_type`` (binary blocks), else LineServer."""
+    server_type: type[LineServer] = getattr(emulator, "server_type", LineServer)
+    return server_type(emulator)

@@ -18,7 +18,7 @@ import pytest
 
 from labd.client import Client, DaemonTimeout
 from labd.rpc import RpcError
-from sim_backends.server import LineEmulator, LineServer
+from sim_backends.server import LineEmulator, server_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,7 +157,7 @@ class EmulatorThread:
     """An emulator served on a free loopback port by an event loop in a background thread."""
 
     def __init__(self, emulator: LineEmulator) -> None:
-        self.server = LineServer(emulator)
+        self.server = server_for(emulator)
         self.port = free_port()
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)

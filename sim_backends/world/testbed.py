@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim_backends.world.awg import ArbitraryWaveformGenerator
 from sim_backends.world.laser import TunableLaser
 from sim_backends.world.light import Light
 
@@ -26,6 +27,7 @@ class Testbed:
     clock: Callable[[], float] = time.monotonic
     pump: TunableLaser = field(default_factory=TunableLaser)
     aux: TunableLaser = field(default_factory=lambda: TunableLaser(wavelength_m=1549.0e-9))
+    awg: ArbitraryWaveformGenerator = field(default_factory=ArbitraryWaveformGenerator)
     osa_tap: float = 0.01  # fraction of the through-port light split to the OSA (-20 dB), assumed
 
     def __post_init__(self) -> None:
@@ -43,6 +45,7 @@ class Testbed:
 
     def _advance(self, dt_s: float) -> None:
         """Integrate the dynamics over ``dt_s``: sources, then amplifier, ring, and heat."""
+        self.awg.advance(dt_s)
 
     def through_port(self) -> Light:
         """The light leaving the chip's through port (after the PBS that removes the aux)."""
