@@ -38,7 +38,7 @@ _LASERS = {Role.PUMP_LASER, Role.AUX_LASER}
 MODELS: dict[str, Model] = {
     "santec.TSL570": _model(_LASERS, Transport.VISA, "drivers.santec_tsl570:TSL570Laser"),
     "amonics.AEDFA": _model({Role.EDFA}, Transport.VISA),
-    "thorlabs.TED4015": _model({Role.TEC}, Transport.VISA),
+    "thorlabs.TED4015": _model({Role.TEC}, Transport.VISA, "drivers.thorlabs_ted4015:TED4015Tec"),
     "yokogawa.AQ6370D": _model({Role.OSA}, Transport.VISA, "drivers.yokogawa_aq6370:AQ6370Osa"),
     "thorlabs.PM100USB": _model({Role.POWER_METER}, Transport.VISA),
     "keysight.M8195A": _model({Role.AWG}, Transport.VISA, "drivers.keysight_m8195a:M8195AAwg"),

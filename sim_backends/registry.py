@@ -7,6 +7,7 @@ from collections.abc import Callable
 from drivers.roles import Role
 from sim_backends.instruments.keysight_m8195a import M8195AEmulator
 from sim_backends.instruments.santec_tsl570 import TSL570Emulator
+from sim_backends.instruments.thorlabs_ted4015 import TED4015Emulator
 from sim_backends.instruments.yokogawa_aq6370 import AQ6370Emulator
 from sim_backends.server import LineEmulator
 from sim_backends.world.testbed import Testbed
@@ -19,14 +20,19 @@ def _tsl570(world: Testbed, role: Role) -> LineEmulator:
 
 
 def _aq6370(world: Testbed, role: Role) -> LineEmulator:
-    return AQ6370Emulator(world.osa_light, world.sync, world.rng)
+    return AQ6370Emulator(world.osa_light, world.sync, world.rng_for("osa"))
 
 
 def _m8195a(world: Testbed, role: Role) -> LineEmulator:
     return M8195AEmulator(world.awg, world.sync)
 
 
+def _ted4015(world: Testbed, role: Role) -> LineEmulator:
+    return TED4015Emulator(world.tec, world.sync)
+
+
 EMULATORS: dict[str, EmulatorFactory] = {
+    "thorlabs.TED4015": _ted4015,
     "keysight.M8195A": _m8195a,
     "santec.TSL570": _tsl570,
     "yokogawa.AQ6370D": _aq6370,

@@ -125,7 +125,7 @@ class ScpiParser:
     def handle(self, message: str) -> Reply | None:
         """Execute one program message (units separated by ';'); return the reply, if any."""
         replies: list[Reply] = []
-        for unit in filter(None, (u.strip() for u in message.split(";"))):
+        for unit in _absolute_units(message):
             try:
                 reply = self._execute(unit)
             except ScpiError as exc:
@@ -165,6 +165,23 @@ class ScpiParser:
 
     def _clear(self, _: Call) -> None:
         self.errors.clear()
+
+
+def _absolute_units(message: str) -> list[str]:
+    """Every unit of a compound message with its full header path (IEEE 488.2 7.6.1).
+
+    A header without a leading colon continues the path of the previous unit
+    (``SOUR:TEMP:LCON:GAIN 1;INT 0.1``); common commands (``*...``) leave the path alone.
+    """
+    path = ""
+    units = []
+    for unit in filter(None, (u.strip() for u in message.split(";"))):
+        header, space, rest = unit.partition(" ")
+        if not header.startswith("*"):
+            header = header[1:] if header.startswith(":") else path + header
+            path = header.rpartition(":")[0] + ":" if ":" in header else ""
+        units.append(header + space + rest)
+    return units
 
 
 def _split_args(text: str) -> tuple[str, ...]:

@@ -316,7 +316,8 @@ def seen() -> dict[str, Light]:
 @pytest.fixture
 def emulator(seen: dict[str, Light]) -> Iterator[tuple[AQ6370Emulator, EmulatorThread]]:
     world = World(seed=4)
-    osa = AQ6370Emulator(lambda: seen["light"], world.sync, world.rng, sweep_time_scale=0.5)
+    osa = AQ6370Emulator(lambda: seen["light"], world.sync, world.rng_for("osa"),
+                         sweep_time_scale=0.5)
     thread = EmulatorThread(osa)
     yield osa, thread
     thread.close()

@@ -9,6 +9,7 @@ world is deterministic for a given clock and seed.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ import numpy as np
 from sim_backends.world.awg import ArbitraryWaveformGenerator
 from sim_backends.world.laser import TunableLaser
 from sim_backends.world.light import Light
+from sim_backends.world.tec import TecMount
 
 
 @dataclass
@@ -28,11 +30,16 @@ class Testbed:
     pump: TunableLaser = field(default_factory=TunableLaser)
     aux: TunableLaser = field(default_factory=lambda: TunableLaser(wavelength_m=1549.0e-9))
     awg: ArbitraryWaveformGenerator = field(default_factory=ArbitraryWaveformGenerator)
+    tec: TecMount = field(init=False)  # the chip mount on its Peltier, with the controller's loop
     osa_tap: float = 0.01  # fraction of the through-port light split to the OSA (-20 dB), assumed
 
     def __post_init__(self) -> None:
-        self.rng = np.random.default_rng(self.seed)
+        self.tec = TecMount(self.rng_for("tec"))
         self.time_s = self.clock()
+
+    def rng_for(self, device: str) -> np.random.Generator:
+        """An independent random stream per device: adding a device changes no other's noise."""
+        return np.random.default_rng([self.seed, zlib.crc32(device.encode())])
 
     def sync(self) -> float:
         """Advance every device to the clock's present; return the world time in seconds."""
@@ -46,6 +53,7 @@ class Testbed:
     def _advance(self, dt_s: float) -> None:
         """Integrate the dynamics over ``dt_s``: sources, then amplifier, ring, and heat."""
         self.awg.advance(dt_s)
+        self.tec.advance(dt_s)  # heat last: the ring reads the mount temperature
 
     def through_port(self) -> Light:
         """The light leaving the chip's through port (after the PBS that removes the aux)."""
