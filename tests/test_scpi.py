@@ -32,5 +32,5 @@ def test_numeric_suffix_defaults_to_one_and_errors_queue_in_order() -> None:
     p = parser({})
     assert p.handle("INP3:COUN?;:INP:COUN?") == "3;1"
     assert p.handle(":SOUR:TEMP:LCON:GAIN bad;:NOPE") is None
-    assert p.handle("SYST:ERR?;SYST:ERR?;SYST:ERR?") == \
+    assert p.handle("SYST:ERR?;:SYST:ERR?;:SYST:ERR?") == \
         '-222,"Data out of range";-113,"Undefined header";0,"No error"'
