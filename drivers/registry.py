@@ -40,9 +40,10 @@ MODELS: dict[str, Model] = {
     "amonics.AEDFA": _model({Role.EDFA}, Transport.VISA),
     "thorlabs.TED4015": _model({Role.TEC}, Transport.VISA, "drivers.thorlabs_ted4015:TED4015Tec"),
     "yokogawa.AQ6370D": _model({Role.OSA}, Transport.VISA, "drivers.yokogawa_aq6370:AQ6370Osa"),
-    "thorlabs.PM100USB": _model({Role.POWER_METER}, Transport.VISA),
+    "thorlabs.PM100USB": _model({Role.POWER_METER}, Transport.VISA,
+                                "drivers.thorlabs_pm100usb:PM100Meter"),
     "keysight.M8195A": _model({Role.AWG}, Transport.VISA, "drivers.keysight_m8195a:M8195AAwg"),
-    "thorlabs.MBX": _model({Role.BIAS}, Transport.VISA),
+    "thorlabs.MBX": _model({Role.BIAS}, Transport.VISA, "drivers.thorlabs_mbx:MBXBias"),
     "idquantique.ID1000": _model({Role.SPD_COUNTER}, Transport.ZMQ),
 }
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from drivers.roles import Role
 from sim_backends.instruments.keysight_m8195a import M8195AEmulator
 from sim_backends.instruments.santec_tsl570 import TSL570Emulator
+from sim_backends.instruments.thorlabs_mbx import MBXEmulator
+from sim_backends.instruments.thorlabs_pm100usb import PM100USBEmulator
 from sim_backends.instruments.thorlabs_ted4015 import TED4015Emulator
 from sim_backends.instruments.yokogawa_aq6370 import AQ6370Emulator
 from sim_backends.server import LineEmulator
@@ -31,7 +33,17 @@ def _ted4015(world: Testbed, role: Role) -> LineEmulator:
     return TED4015Emulator(world.tec, world.sync)
 
 
+def _pm100usb(world: Testbed, role: Role) -> LineEmulator:
+    return PM100USBEmulator(world.through_port, world.sync, world.rng_for("power_meter"))
+
+
+def _mbx(world: Testbed, role: Role) -> LineEmulator:
+    return MBXEmulator(world.bias, world.sync)
+
+
 EMULATORS: dict[str, EmulatorFactory] = {
+    "thorlabs.PM100USB": _pm100usb,
+    "thorlabs.MBX": _mbx,
     "thorlabs.TED4015": _ted4015,
     "keysight.M8195A": _m8195a,
     "santec.TSL570": _tsl570,

@@ -18,6 +18,8 @@ import numpy as np
 from sim_backends.world.awg import ArbitraryWaveformGenerator
 from sim_backends.world.laser import TunableLaser
 from sim_backends.world.light import Light
+from sim_backends.world.modulator import MbxBiasController
+from sim_backends.world.qkd_link import QkdLink
 from sim_backends.world.tec import TecMount
 
 
@@ -31,10 +33,15 @@ class Testbed:
     aux: TunableLaser = field(default_factory=lambda: TunableLaser(wavelength_m=1549.0e-9))
     awg: ArbitraryWaveformGenerator = field(default_factory=ArbitraryWaveformGenerator)
     tec: TecMount = field(init=False)  # the chip mount on its Peltier, with the controller's loop
+    qkd: QkdLink = field(init=False)  # DEMUX, transmitters, fibre, receivers (TR1 on C31, TR2 C32)
+    bias: MbxBiasController = field(init=False)  # the MBX on TR1's decoy modulator (IM2)
     osa_tap: float = 0.01  # fraction of the through-port light split to the OSA (-20 dB), assumed
 
     def __post_init__(self) -> None:
         self.tec = TecMount(self.rng_for("tec"))
+        self.qkd = QkdLink.seed(self.rng_for("qkd"))
+        tr1 = next(iter(self.qkd.transmitters.values()))
+        self.bias = MbxBiasController(tr1.im2, self.rng_for("bias"))
         self.time_s = self.clock()
 
     def rng_for(self, device: str) -> np.random.Generator:
@@ -53,6 +60,9 @@ class Testbed:
     def _advance(self, dt_s: float) -> None:
         """Integrate the dynamics over ``dt_s``: sources, then amplifier, ring, and heat."""
         self.awg.advance(dt_s)
+        channel, modulator = next(iter(self.qkd.transmitters.items()))[0], self.bias.modulator
+        modulator.input_light = self.qkd.channel_light(self.through_port())[channel]
+        self.bias.advance(dt_s)  # advances the modulator's bias drift too
         self.tec.advance(dt_s)  # heat last: the ring reads the mount temperature
 
     def through_port(self) -> Light:
