@@ -44,7 +44,8 @@ MODELS: dict[str, Model] = {
                                 "drivers.thorlabs_pm100usb:PM100Meter"),
     "keysight.M8195A": _model({Role.AWG}, Transport.VISA, "drivers.keysight_m8195a:M8195AAwg"),
     "thorlabs.MBX": _model({Role.BIAS}, Transport.VISA, "drivers.thorlabs_mbx:MBXBias"),
-    "idquantique.ID1000": _model({Role.SPD_COUNTER}, Transport.ZMQ),
+    "idquantique.ID1000": _model({Role.SPD_COUNTER}, Transport.ZMQ,
+                                 "drivers.idquantique_id1000:ID1000Counter"),
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.santec.tsl570 import TSL570
 
-from drivers.errors import InstrumentReportedError, talking
+from drivers.errors import InstrumentError, InstrumentReportedError, talking
 
 _DIGITS_NM = 5  # 0.01 pm: below the laser's 0.1 pm resolution, above float noise
 
@@ -50,6 +50,11 @@ class TSL570Laser:
                 write_termination="\r",
                 timeout=int(timeout_s * 1000),
             )
+        with talking(name, "*IDN?"):  # a laser that does not answer is not connected
+            identity = str(self.device.id)
+        if "TSL-570" not in identity:
+            raise InstrumentError(name, f"not a Santec TSL-570: {identity!r}", "*IDN?")
+        with talking(name, "connect"):
             self.device.command_set = "SCPI"
             self.device.power_unit = "mW"
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from drivers.roles import Role
+from sim_backends.instruments.idquantique_id1000 import ID1000Emulator
 from sim_backends.instruments.keysight_m8195a import M8195AEmulator
 from sim_backends.instruments.santec_tsl570 import TSL570Emulator
 from sim_backends.instruments.thorlabs_mbx import MBXEmulator
 from sim_backends.instruments.thorlabs_pm100usb import PM100USBEmulator
 from sim_backends.instruments.thorlabs_ted4015 import TED4015Emulator
 from sim_backends.instruments.yokogawa_aq6370 import AQ6370Emulator
-from sim_backends.server import LineEmulator
+from sim_backends.server import Emulator, LineEmulator, ServedEmulator
 from sim_backends.world.testbed import Testbed
 
-EmulatorFactory = Callable[[Testbed, Role], LineEmulator]
+EmulatorFactory = Callable[[Testbed, Role], Emulator]
 
 
 def _tsl570(world: Testbed, role: Role) -> LineEmulator:
@@ -41,7 +42,12 @@ def _mbx(world: Testbed, role: Role) -> LineEmulator:
     return MBXEmulator(world.bias, world.sync)
 
 
+def _id1000(world: Testbed, role: Role) -> ServedEmulator:
+    return ID1000Emulator(world.counting, world.sync)
+
+
 EMULATORS: dict[str, EmulatorFactory] = {
+    "idquantique.ID1000": _id1000,
     "thorlabs.PM100USB": _pm100usb,
     "thorlabs.MBX": _mbx,
     "thorlabs.TED4015": _ted4015,

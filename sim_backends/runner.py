@@ -7,7 +7,7 @@ from typing import Any
 
 from drivers.roles import Role
 from sim_backends.registry import EMULATORS
-from sim_backends.server import LineEmulator, LineServer, server_for
+from sim_backends.server import Emulator, Server, server_for
 from sim_backends.world.testbed import Testbed
 
 
@@ -27,8 +27,8 @@ class RunningTestbed:
     """The world, its emulators by instrument name, and the servers carrying them."""
 
     world: Testbed
-    emulators: dict[str, LineEmulator] = field(default_factory=dict)
-    servers: list[LineServer] = field(default_factory=list)
+    emulators: dict[str, Emulator] = field(default_factory=dict)
+    servers: list[Server] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)  # what listens where, for people
 
     async def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sim_backends.faults import GARBAGE, Faults
 
@@ -78,7 +78,29 @@ class LineServer:
                 await writer.wait_closed()
 
 
-def server_for(emulator: LineEmulator) -> LineServer:
-    """The server an emulator needs: its own ``server_type`` (binary blocks), else LineServer."""
+@runtime_checkable
+class Server(Protocol):
+    """Something listening for an emulated instrument on a loopback port."""
+
+    async def start(self, host: str, port: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ServedEmulator(Server, Protocol):
+    """An emulated instrument that carries its own server (ZeroMQ, say: not a byte stream)."""
+
+    faults: Faults
+
+
+Emulator = LineEmulator | ServedEmulator
+
+
+def server_for(emulator: Emulator) -> Server:
+    """The server an emulator needs: itself if it serves, its ``server_type`` (binary blocks),
+    else a LineServer."""
+    if isinstance(emulator, ServedEmulator):
+        return emulator
     server_type: type[LineServer] = getattr(emulator, "server_type", LineServer)
     return server_type(emulator)

@@ -93,13 +93,11 @@ def test_stalled_instrument_is_reported_without_blocking_the_others(daemon: Runn
             stalled = pool.submit(client.call, "station.get", instrument="pump",
                                   parameter="power_mw")
             time.sleep(0.2)
-            started = time.monotonic()
             for _ in range(5):
                 other.call("station.get", instrument="aux", parameter="power_mw")
-            aux_s = time.monotonic() - started
+            assert not stalled.done(), "aux was answered only after the stalled pump gave up"
             with pytest.raises(RpcError) as caught:
                 stalled.result(timeout=30)
-        assert aux_s < stalled_deadline_s(), "aux waited for the stalled pump"
         assert caught.value.code == ErrorCode.INSTRUMENT_FAULT
         assert caught.value.data["instrument"] == "pump"
         pump = status(client, "pump")
@@ -107,11 +105,6 @@ def test_stalled_instrument_is_reported_without_blocking_the_others(daemon: Runn
         send_control(daemon.station.control, {"op": "clear", "instrument": "pump"})
         wait_for(lambda: status(client, "pump")["connected"], 15, "pump reconnected")
         assert client.call("station.get", instrument="pump", parameter="power_mw")["unit"] == "mW"
-
-
-def stalled_deadline_s() -> float:
-    """What a stalled call costs (twice the 1 s call timeout, plus 1 s)."""
-    return 3.0
 
 
 def test_dropped_connection_is_reconnected(daemon: RunningDaemon) -> None:

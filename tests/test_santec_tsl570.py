@@ -9,13 +9,19 @@ import pytest
 from pymeasure.instruments.santec.tsl570 import TSL570
 from pymeasure.test import expected_protocol
 
-from drivers.errors import ConnectionLost, InstrumentReportedError, InstrumentTimeout
+from drivers.errors import (
+    ConnectionLost,
+    InstrumentError,
+    InstrumentReportedError,
+    InstrumentTimeout,
+)
 from drivers.santec_tsl570 import TSL570Laser
 from sim_backends.instruments.santec_tsl570 import TSL570Emulator
 from sim_backends.world.laser import TunableLaser
 from tests.conftest import EmulatorThread
 
-CONNECT = [(b":SYSTem:COMMunicate:CODe 1", None), (b":POWer:UNIT 1", None)]
+CONNECT = [(b"*IDN?", b"SANTEC,TSL-570,21010001,0003.0008.0004"),
+           (b":SYSTem:COMMunicate:CODe 1", None), (b":POWer:UNIT 1", None)]
 NO_ERROR = (b"SYST:ERR?", b'0,"No error"')
 
 
@@ -140,3 +146,10 @@ def test_driver_reports_a_vanished_instrument_as_typed_error(emulator: EmulatorT
         assert caught.value.command == ":POW?"
     finally:
         laser.close()
+
+
+def test_connecting_to_something_else_is_refused() -> None:
+    pairs = [(b"*IDN?", b"YOKOGAWA,AQ6370D,1,1")]
+    with (pytest.raises(InstrumentError, match="not a Santec TSL-570"),
+          expected_protocol(TSL570Laser, pairs, name="pump")):
+        pass

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim_backends.world.awg import ArbitraryWaveformGenerator
+from sim_backends.world.counters import CountingSystem
 from sim_backends.world.laser import TunableLaser
 from sim_backends.world.light import Light
 from sim_backends.world.modulator import MbxBiasController
@@ -35,6 +36,7 @@ class Testbed:
     tec: TecMount = field(init=False)  # the chip mount on its Peltier, with the controller's loop
     qkd: QkdLink = field(init=False)  # DEMUX, transmitters, fibre, receivers (TR1 on C31, TR2 C32)
     bias: MbxBiasController = field(init=False)  # the MBX on TR1's decoy modulator (IM2)
+    counting: CountingSystem = field(init=False)  # Bob's detectors and the time controller
     osa_tap: float = 0.01  # fraction of the through-port light split to the OSA (-20 dB), assumed
 
     def __post_init__(self) -> None:
@@ -42,6 +44,7 @@ class Testbed:
         self.qkd = QkdLink.seed(self.rng_for("qkd"))
         tr1 = next(iter(self.qkd.transmitters.values()))
         self.bias = MbxBiasController(tr1.im2, self.rng_for("bias"))
+        self.counting = CountingSystem(self.rng_for("counting"))
         self.time_s = self.clock()
 
     def rng_for(self, device: str) -> np.random.Generator:
@@ -63,6 +66,7 @@ class Testbed:
         channel, modulator = next(iter(self.qkd.transmitters.items()))[0], self.bias.modulator
         modulator.input_light = self.qkd.channel_light(self.through_port())[channel]
         self.bias.advance(dt_s)  # advances the modulator's bias drift too
+        self.counting.advance(dt_s)
         self.tec.advance(dt_s)  # heat last: the ring reads the mount temperature
 
     def through_port(self) -> Light:
