@@ -1,0 +1,1 @@
+"""Decoy-state BB84 QKD on the comb's channels (seed paper, Sec. III)."""
