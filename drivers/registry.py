@@ -37,7 +37,7 @@ _LASERS = {Role.PUMP_LASER, Role.AUX_LASER}
 
 MODELS: dict[str, Model] = {
     "santec.TSL570": _model(_LASERS, Transport.VISA, "drivers.santec_tsl570:TSL570Laser"),
-    "amonics.AEDFA": _model({Role.EDFA}, Transport.VISA),
+    "amonics.AEDFA": _model({Role.EDFA}, Transport.VISA, "drivers.amonics_aedfa:AmonicsEdfa"),
     "thorlabs.TED4015": _model({Role.TEC}, Transport.VISA, "drivers.thorlabs_ted4015:TED4015Tec"),
     "yokogawa.AQ6370D": _model({Role.OSA}, Transport.VISA, "drivers.yokogawa_aq6370:AQ6370Osa"),
     "thorlabs.PM100USB": _model({Role.POWER_METER}, Transport.VISA,
@@ -46,6 +46,11 @@ MODELS: dict[str, Model] = {
     "thorlabs.MBX": _model({Role.BIAS}, Transport.VISA, "drivers.thorlabs_mbx:MBXBias"),
     "idquantique.ID1000": _model({Role.SPD_COUNTER}, Transport.ZMQ,
                                  "drivers.idquantique_id1000:ID1000Counter"),
+    # Alternatives named in the design notes, known to the config but without a driver yet:
+    "keysight.N7776C": _model(_LASERS, Transport.VISA),
+    "toptica.DLCpro": _model(_LASERS, Transport.VISA),
+    "keopsys.CEFA": _model({Role.EDFA}, Transport.VISA),
+    "arroyo.5300": _model({Role.TEC}, Transport.VISA),
 }
 
 

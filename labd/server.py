@@ -23,7 +23,7 @@ from labd.leases import LeaseTable
 from labd.rpc import CallRecord, Dispatcher, ErrorCode, RpcError
 from labd.safety import Safety, Watchdog
 from labd.simulation import SimulatedTestbed
-from labd.station import Station
+from labd.station import InstrumentWorker, Station
 from labd.store import Recorder
 from labd.telemetry import Telemetry
 
@@ -86,8 +86,9 @@ class Daemon:
         log.info("labd serving JSON-RPC on %s, telemetry on %s",
                  self.config.daemon.rpc, self.config.daemon.pub)
         self.watchdog.start()
-        tasks = [asyncio.create_task(job) for job in (
-            self._receive(), self._poll(), self.station.supervise(), self.watchdog.heartbeat())]
+        jobs = [self._receive(), self._watch_safety(), self.station.supervise(),
+                self.watchdog.heartbeat(), *map(self._poll, self.station.workers.values())]
+        tasks = [asyncio.create_task(job) for job in jobs]
         try:
             await self.stopping.wait()
         finally:
@@ -124,16 +125,19 @@ class Daemon:
             reply = await self.dispatcher.handle(payload)
         await self.router.send_multipart([*envelope, reply])
 
-    async def _poll(self) -> None:
-        """Publish every connected instrument's readings each interval, then watch safety."""
+    async def _poll(self, worker: InstrumentWorker) -> None:
+        """Publish one instrument's readings each interval (each at its own pace)."""
         while True:
-            for worker in self.station.workers.values():
-                if worker.connected and worker.parameters:
-                    try:
-                        reading = await worker.read_all()
-                    except RpcError as exc:
-                        reading = {"error": exc.message}
-                    self.telemetry.publish(f"instrument.{worker.name}", reading)
+            if worker.connected and worker.parameters:
+                try:
+                    reading = await worker.read_all()
+                except RpcError as exc:
+                    reading = {"error": exc.message}
+                self.telemetry.publish(f"instrument.{worker.name}", reading)
+            await asyncio.sleep(self.config.daemon.poll_interval_s)
+
+    async def _watch_safety(self) -> None:
+        while True:
             await self.safety.watch()
             await asyncio.sleep(self.config.daemon.poll_interval_s)
 

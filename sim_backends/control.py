@@ -7,6 +7,7 @@ queued-error hooks: the daemon never uses it, so it cannot learn the world's ins
     {"op": "faults", "instrument": "pump", "set": {"stall": true}}  -> {"ok": true, "faults": {..}}
     {"op": "clear", "instrument": "pump"}                            -> {"ok": true, ...}
     {"op": "error", "instrument": "pump", "code": -350, "message": "Queue overflow"}
+    {"op": "interlock", "instrument": "edfa", "open": true}          -> opens the EDFA interlock
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def apply(emulators: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
             setattr(faults, key, value)
     elif op == "clear":
         faults.clear()
+    elif op == "interlock":
+        knob = getattr(emulator, "open_interlock", None)
+        if knob is None:
+            raise ControlError(f"{name} has no interlock")
+        knob(bool(request.get("open", True)))
     elif op == "error":
         parser = getattr(emulator, "parser", None)
         if parser is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from drivers.roles import Role
+from sim_backends.instruments.amonics_aedfa import AedfaEmulator
 from sim_backends.instruments.idquantique_id1000 import ID1000Emulator
 from sim_backends.instruments.keysight_m8195a import M8195AEmulator
 from sim_backends.instruments.santec_tsl570 import TSL570Emulator
@@ -46,7 +47,12 @@ def _id1000(world: Testbed, role: Role) -> ServedEmulator:
     return ID1000Emulator(world.counting, world.sync)
 
 
+def _aedfa(world: Testbed, role: Role) -> LineEmulator:
+    return AedfaEmulator(world.edfa, world.sync)
+
+
 EMULATORS: dict[str, EmulatorFactory] = {
+    "amonics.AEDFA": _aedfa,
     "idquantique.ID1000": _id1000,
     "thorlabs.PM100USB": _pm100usb,
     "thorlabs.MBX": _mbx,

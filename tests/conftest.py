@@ -23,11 +23,21 @@ from sim_backends.server import LineEmulator, server_for
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct TCP ports on loopback that nothing listens on right now."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:  # held open together, so the OS hands out distinct ports
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def port_is_free(port: int) -> bool:
@@ -41,7 +51,7 @@ def port_is_free(port: int) -> bool:
 
 @dataclass
 class StationFile:
-    """A station file on free ports: the pump and aux lasers simulated, the rest listed."""
+    """A station file on free ports: lasers and EDFA simulated, a TEC model without a driver."""
 
     path: Path
     rpc: str
@@ -54,7 +64,8 @@ class StationFile:
 
 
 def write_station(directory: Path, simulated: bool = True) -> StationFile:
-    ports = {name: free_port() for name in ("rpc", "pub", "control", "pump", "aux", "edfa")}
+    names = ("rpc", "pub", "control", "pump", "aux", "edfa", "spare")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     rpc, pub = f"tcp://127.0.0.1:{ports['rpc']}", f"tcp://127.0.0.1:{ports['pub']}"
     text = f"""
 [daemon]
@@ -84,6 +95,12 @@ role = "edfa"
 model = "amonics.AEDFA"
 resource = "TCPIP::127.0.0.1::{ports['edfa']}::SOCKET"
 limits = {{ output_w = [0.0, 3.5] }}
+ramps = {{ output_w = 1.0 }}
+
+[instruments.spare]
+role = "tec"
+model = "arroyo.5300"
+resource = "TCPIP::127.0.0.1::{ports['spare']}::SOCKET"
 """
     path = directory / "instruments.toml"
     path.write_text(text)

@@ -47,7 +47,7 @@ def request(method: str, params: dict | None = None, request_id: int = 1) -> byt
 def assert_still_serving(endpoint: str) -> None:
     reply = raw_call(endpoint, request("station.list", request_id=99))
     assert reply["id"] == 99
-    assert {i["name"] for i in reply["result"]["instruments"]} == {"pump", "aux", "edfa"}
+    assert {i["name"] for i in reply["result"]["instruments"]} == {"pump", "aux", "edfa", "spare"}
 
 
 LEASE = "@LEASE@"  # replaced by a live token in the test
@@ -88,8 +88,8 @@ BAD_REQUESTS = {
                                                        "parameter": "power_mw", "value": 1.0,
                                                        "lease": "stale"}),
                                ErrorCode.LEASE_HELD),
-    "not implemented model": (request("station.get", {"instrument": "edfa",
-                                                      "parameter": "output_w"}),
+    "not implemented model": (request("station.get", {"instrument": "spare",
+                                                      "parameter": "setpoint_c"}),
                               ErrorCode.NOT_IMPLEMENTED),
 }
 
@@ -137,9 +137,10 @@ def test_station_list_reports_not_implemented_instruments(daemon: RunningDaemon)
     with Client(daemon.station.rpc) as client:
         instruments = {i["name"]: i for i in client.call("station.list")["instruments"]}
     assert instruments["pump"]["connected"] is True
-    assert instruments["edfa"]["implemented"] is False
-    assert instruments["edfa"]["connected"] is False
-    assert instruments["edfa"]["last_error"] == "not implemented"
+    assert instruments["edfa"]["connected"] is True
+    assert instruments["spare"]["implemented"] is False
+    assert instruments["spare"]["connected"] is False
+    assert instruments["spare"]["last_error"] == "not implemented"
     pump_params = {p["name"]: p for p in instruments["pump"]["parameters"]}
     assert pump_params["power_mw"]["limits"] == [0.0, 20.0]
 
@@ -242,8 +243,8 @@ def test_shutdown_puts_lasers_in_safe_state(tmp_path: Path) -> None:
                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert sim.stdout is not None
-        lines = [sim.stdout.readline() for _ in range(5)]
-        assert lines[-1].strip() == "ready", lines
+        lines = [sim.stdout.readline().strip() for _ in range(6)]
+        assert lines[-1] == "ready", lines
         daemon = subprocess.Popen(labd("serve", "--config", str(station.path)), cwd=ROOT)
         wait_until_serving(station.rpc, daemon, 30)
         with Client(station.rpc) as client:

@@ -74,7 +74,7 @@ def test_abort_needs_no_lease_and_turns_sources_off(daemon: RunningDaemon) -> No
             operator.call("station.set", instrument=laser, parameter="output_enabled", value=True)
         time.sleep(0.3)  # let the SUB connect before the abort is published
         result = anyone.call("safety.abort", reason="test")
-        assert [s["instrument"] for s in result["steps"]] == ["aux", "pump"]
+        assert [s["instrument"] for s in result["steps"]] == ["edfa", "aux", "pump"]
         assert all(s["ok"] for s in result["steps"])
         for laser in ("pump", "aux"):
             assert not operator.call("station.get", instrument=laser,
@@ -268,3 +268,44 @@ def test_async_client_calls_concurrently_and_recovers_from_a_timeout(
     assert [r["unit"] for r in replies[:5]] == ["mW"] * 5
     assert replies[5] == {"holder": None, "expires_at": None}
     assert replies[6]["value"] == 2.0
+
+
+def test_edfa_interlock_ramp_and_abort_reach_the_edfa_first(daemon: RunningDaemon) -> None:
+    with daemon.operator() as client:
+        with pytest.raises(RpcError) as caught:
+            client.call("station.set", instrument="edfa", parameter="enabled", value=True)
+        assert caught.value.code == ErrorCode.INTERLOCK
+        assert "pump laser is off" in caught.value.message
+        client.call("station.set", instrument="pump", parameter="power_mw", value=10.0)
+        client.call("station.set", instrument="pump", parameter="output_enabled", value=True)
+        wait_for(lambda: client.call("station.get", instrument="edfa",
+                                     parameter="input_mw")["value"] > 1.0, 10, "seed seen")
+        client.call("station.set", instrument="edfa", parameter="enabled", value=True)
+        started = time.monotonic()
+        client.call("station.set", instrument="edfa", parameter="output_w", value=1.0)
+        assert time.monotonic() - started >= 0.8  # 1 W at the configured 1 W/s
+        wait_for(lambda: client.call("station.get", instrument="edfa",
+                                     parameter="measured_output_w")["value"] > 0.9, 15,
+                 "EDFA output up")
+        result = client.call("safety.abort", reason="test")
+        assert [s["instrument"] for s in result["steps"]][0] == "edfa"
+        edfa = {p: client.call("station.get", instrument="edfa", parameter=p)["value"]
+                for p in ("enabled", "output_w")}
+        assert edfa == {"enabled": False, "output_w": 0.0}
+
+
+def test_pump_lost_while_the_edfa_runs_aborts(daemon: RunningDaemon) -> None:
+    safety = Subscription(daemon.station.pub, ("safety",), timeout_s=20)
+    with daemon.operator() as client:
+        client.call("station.set", instrument="pump", parameter="power_mw", value=10.0)
+        client.call("station.set", instrument="pump", parameter="output_enabled", value=True)
+        wait_for(lambda: client.call("station.get", instrument="edfa",
+                                     parameter="input_mw")["value"] > 1.0, 10, "seed seen")
+        client.call("station.set", instrument="edfa", parameter="enabled", value=True)
+        send_control(daemon.station.control, {"op": "faults", "instrument": "pump",
+                                              "set": {"drop_connection": True}})
+        _, message = next(safety)
+        assert "pump" in message["reason"]
+        assert message["steps"][0]["instrument"] == "edfa" and message["steps"][0]["ok"]
+        assert client.call("station.get", instrument="edfa", parameter="enabled")["value"] is False
+    safety.close()

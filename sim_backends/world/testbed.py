@@ -17,6 +17,7 @@ import numpy as np
 
 from sim_backends.world.awg import ArbitraryWaveformGenerator
 from sim_backends.world.counters import CountingSystem
+from sim_backends.world.edfa import Edfa
 from sim_backends.world.laser import TunableLaser
 from sim_backends.world.light import Light
 from sim_backends.world.modulator import MbxBiasController
@@ -32,6 +33,7 @@ class Testbed:
     clock: Callable[[], float] = time.monotonic
     pump: TunableLaser = field(default_factory=TunableLaser)
     aux: TunableLaser = field(default_factory=lambda: TunableLaser(wavelength_m=1549.0e-9))
+    edfa: Edfa = field(default_factory=Edfa)  # the 3.5 W booster, seeded by the pump laser
     awg: ArbitraryWaveformGenerator = field(default_factory=ArbitraryWaveformGenerator)
     tec: TecMount = field(init=False)  # the chip mount on its Peltier, with the controller's loop
     qkd: QkdLink = field(init=False)  # DEMUX, transmitters, fibre, receivers (TR1 on C31, TR2 C32)
@@ -62,6 +64,8 @@ class Testbed:
 
     def _advance(self, dt_s: float) -> None:
         """Integrate the dynamics over ``dt_s``: sources, then amplifier, ring, and heat."""
+        self.edfa.seed = Light.line(self.pump.frequency_hz, self.pump.emitted_power_mw)
+        self.edfa.advance(dt_s)
         self.awg.advance(dt_s)
         channel, modulator = next(iter(self.qkd.transmitters.items()))[0], self.bias.modulator
         modulator.input_light = self.qkd.channel_light(self.through_port())[channel]
@@ -71,7 +75,7 @@ class Testbed:
 
     def through_port(self) -> Light:
         """The light leaving the chip's through port (after the PBS that removes the aux)."""
-        return Light.line(self.pump.frequency_hz, self.pump.emitted_power_mw)
+        return self.edfa.amplified()
 
     def osa_light(self) -> Light:
         """What reaches the OSA: a tap of the through port."""
