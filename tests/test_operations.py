@@ -288,7 +288,7 @@ def test_edfa_interlock_ramp_and_abort_reach_the_edfa_first(daemon: RunningDaemo
                                      parameter="measured_output_w")["value"] > 0.9, 15,
                  "EDFA output up")
         result = client.call("safety.abort", reason="test")
-        assert [s["instrument"] for s in result["steps"]][0] == "edfa"
+        assert result["steps"][0]["instrument"] == "edfa"
         edfa = {p: client.call("station.get", instrument="edfa", parameter=p)["value"]
                 for p in ("enabled", "output_w")}
         assert edfa == {"enabled": False, "output_w": 0.0}
