@@ -1,0 +1,1 @@
+"""Soliton switching: the state machine, measurements, lock, and the procedures that drive them."""
