@@ -103,7 +103,7 @@ class SimulationConfig(_Strict):
     """The ``[simulation]`` table: present means ``labd serve`` starts the simulated testbed."""
 
     seed: Annotated[int, Field(ge=0, description="seed of every random process in the world")] = 1
-    startup_timeout_s: Annotated[float, Field(gt=0, le=120)] = 20.0
+    startup_timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
     control: Annotated[str, Field(description="the testbed's fault-injection port (REP)")] = (
         "tcp://127.0.0.1:5559"
     )

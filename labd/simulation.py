@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -72,6 +73,8 @@ class SimulatedTestbed:
             sys.executable, "-m", "labd", "sim", "--config", str(self.config_path),
             "--exit-on-stdin-eof",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS",
+                                                                       "1")},
         )
         try:
             return await asyncio.wait_for(self._read_until_ready(), self.startup_timeout_s)

@@ -20,7 +20,7 @@ EmulatorFactory = Callable[[Testbed, Role], Emulator]
 
 
 def _tsl570(world: Testbed, role: Role) -> LineEmulator:
-    return TSL570Emulator(world.pump if role is Role.PUMP_LASER else world.aux)
+    return TSL570Emulator(world.pump if role is Role.PUMP_LASER else world.aux, world.sync)
 
 
 def _aq6370(world: Testbed, role: Role) -> LineEmulator:
@@ -36,7 +36,7 @@ def _ted4015(world: Testbed, role: Role) -> LineEmulator:
 
 
 def _pm100usb(world: Testbed, role: Role) -> LineEmulator:
-    return PM100USBEmulator(world.through_port, world.sync, world.rng_for("power_meter"))
+    return PM100USBEmulator(world.through_port_total, world.sync, world.rng_for("power_meter"))
 
 
 def _mbx(world: Testbed, role: Role) -> LineEmulator:

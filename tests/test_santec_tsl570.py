@@ -6,7 +6,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from pymeasure.instruments.santec.tsl570 import TSL570
+from pymeasure.instruments.santec.tsl570 import TSL570, SweepStatus
 from pymeasure.test import expected_protocol
 
 from drivers.errors import (
@@ -18,6 +18,7 @@ from drivers.errors import (
 from drivers.santec_tsl570 import TSL570Laser
 from sim_backends.instruments.santec_tsl570 import TSL570Emulator
 from sim_backends.world.laser import TunableLaser
+from sim_backends.world.testbed import Testbed as World
 from tests.conftest import EmulatorThread
 
 CONNECT = [(b"*IDN?", b"SANTEC,TSL-570,21010001,0003.0008.0004"),
@@ -153,3 +154,28 @@ def test_connecting_to_something_else_is_refused() -> None:
     with (pytest.raises(InstrumentError, match="not a Santec TSL-570"),
           expected_protocol(TSL570Laser, pairs, name="pump")):
         pass
+
+
+def test_pymeasure_sweeps_the_emulated_laser_at_the_set_speed() -> None:
+    clock = {"t": 0.0}
+    world = World(clock=lambda: clock["t"])
+    thread = EmulatorThread(TSL570Emulator(world.pump, world.sync))
+    laser = TSL570(thread.resource, visa_library="@py", read_termination="\r",
+                   write_termination="\r", timeout=2000)
+    try:
+        laser.command_set = "SCPI"
+        laser.wavelength_start = 1550e-9
+        laser.wavelength_stop = 1560e-9
+        laser.sweep_speed = 5
+        laser.start_sweep()
+        assert laser.sweep_status == SweepStatus.RUNNING
+        clock["t"] = 1.0  # one second later the laser has moved 5 nm
+        assert laser.wavelength_setpoint == pytest.approx(1555e-9, abs=1e-13)
+        clock["t"] = 3.0
+        assert laser.sweep_status == SweepStatus.STOPPED
+        assert laser.wavelength_setpoint == pytest.approx(1560e-9, abs=1e-13)
+        laser.write(":WAV:SWE:SPE 3")  # not one of the hardware speeds
+        assert laser.check_errors()[0][0] == -224
+    finally:
+        laser.adapter.close()
+        thread.close()

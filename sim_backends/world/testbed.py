@@ -18,11 +18,13 @@ import numpy as np
 from sim_backends.world.awg import ArbitraryWaveformGenerator
 from sim_backends.world.counters import CountingSystem
 from sim_backends.world.edfa import Edfa
-from sim_backends.world.laser import TunableLaser
+from sim_backends.world.laser import TunableLaser, linear_segments
 from sim_backends.world.light import Light
 from sim_backends.world.modulator import MbxBiasController
 from sim_backends.world.qkd_link import QkdLink
+from sim_backends.world.resonator import Microresonator
 from sim_backends.world.tec import TecMount
+from sim_backends.world.thermal import AuxAmplifier
 
 
 @dataclass
@@ -34,6 +36,8 @@ class Testbed:
     pump: TunableLaser = field(default_factory=TunableLaser)
     aux: TunableLaser = field(default_factory=lambda: TunableLaser(wavelength_m=1549.0e-9))
     edfa: Edfa = field(default_factory=Edfa)  # the 3.5 W booster, seeded by the pump laser
+    aux_amp: AuxAmplifier = field(default_factory=AuxAmplifier)  # the aux booster, fixed 3.2 W
+    resonator: Microresonator = field(init=False)  # the microring: reduced model, LLE-calibrated
     awg: ArbitraryWaveformGenerator = field(default_factory=ArbitraryWaveformGenerator)
     tec: TecMount = field(init=False)  # the chip mount on its Peltier, with the controller's loop
     qkd: QkdLink = field(init=False)  # DEMUX, transmitters, fibre, receivers (TR1 on C31, TR2 C32)
@@ -47,6 +51,9 @@ class Testbed:
         tr1 = next(iter(self.qkd.transmitters.values()))
         self.bias = MbxBiasController(tr1.im2, self.rng_for("bias"))
         self.counting = CountingSystem(self.rng_for("counting"))
+        self.resonator = Microresonator(rng=self.rng_for("resonator"))
+        _ = self.resonator.calibration  # the LLE table now (~ 1.5 s), not inside a sync
+        self._drive_resonator()
         self.time_s = self.clock()
 
     def rng_for(self, device: str) -> np.random.Generator:
@@ -62,20 +69,54 @@ class Testbed:
             self.time_s = now
         return self.time_s
 
+    def _drive_resonator(self) -> None:
+        """The ring's inputs as they are now: EDFA and aux-booster light, laser sweeps, mount."""
+        ring = self.resonator
+        ring.pump = self.edfa.amplified()
+        ring.pump_sweep_m_per_s = self.pump.sweep_rate_m_per_s
+        ring.aux = self.aux_amp.output(Light.line(self.aux.frequency_hz,
+                                                  self.aux.emitted_power_mw))
+        ring.aux_sweep_m_per_s = self.aux.sweep_rate_m_per_s
+        ring.mount_c = self.tec.temperature_c
+
     def _advance(self, dt_s: float) -> None:
-        """Integrate the dynamics over ``dt_s``: sources, then amplifier, ring, and heat."""
+        """Integrate the dynamics over ``dt_s``: the mount, then per laser-sweep segment the
+        amplifier and the ring, then the QKD side. The mount takes the ring's heat of the last
+        sync (its time constant is ~ 20 s) and the ring its temperature path over dt_s."""
+        ring = self.resonator
+        mount_c = self.tec.temperature_c
+        self.tec.heat_load_w = ring.heat_load_w
+        self.tec.advance(dt_s)
+        mount_rate = (self.tec.temperature_c - mount_c) / dt_s
+        for piece in linear_segments(dt_s, self.pump, self.aux):
+            self.edfa.seed = Light.line(self.pump.frequency_hz, self.pump.emitted_power_mw)
+            before = self.edfa.amplified()
+            self.edfa.advance(piece)
+            self._drive_resonator()
+            after_mw = ring.pump.line_power_mw.max(initial=0.0)
+            ring.pump_ramp_mw_per_s = (after_mw - before.line_power_mw.max(initial=0.0)) / piece
+            ring.pump = before
+            ring.mount_c, ring.mount_rate_c_per_s = mount_c, mount_rate
+            ring.advance(piece)
+            mount_c += mount_rate * piece
+            self.pump.advance(piece)
+            self.aux.advance(piece)
         self.edfa.seed = Light.line(self.pump.frequency_hz, self.pump.emitted_power_mw)
-        self.edfa.advance(dt_s)
+        self._drive_resonator()
+        ring.pump_ramp_mw_per_s = ring.mount_rate_c_per_s = 0.0
         self.awg.advance(dt_s)
         channel, modulator = next(iter(self.qkd.transmitters.items()))[0], self.bias.modulator
         modulator.input_light = self.qkd.channel_light(self.through_port())[channel]
         self.bias.advance(dt_s)  # advances the modulator's bias drift too
         self.counting.advance(dt_s)
-        self.tec.advance(dt_s)  # heat last: the ring reads the mount temperature
 
     def through_port(self) -> Light:
         """The light leaving the chip's through port (after the PBS that removes the aux)."""
-        return self.edfa.amplified()
+        return self.resonator.through_port()
+
+    def through_port_total(self) -> Light:
+        """The same light without resolving the comb lines: enough for a power meter."""
+        return self.resonator.through_port(resolve_comb=False)
 
     def osa_light(self) -> Light:
         """What reaches the OSA: a tap of the through port."""
