@@ -23,6 +23,7 @@ from pymeasure.instruments.validators import strict_discrete_set
 from pyvisa.constants import ControlFlow, Parity, StopBits
 
 from drivers.errors import InstrumentReportedError, talking
+from drivers.visa import low_latency
 
 MIN_INTERVAL_S = 0.05  # the manual's minimum delay between successive commands
 BAUD_RATE = 19200
@@ -151,6 +152,7 @@ class AmonicsEdfa:
         with talking(name, "connect"):
             self.device = AEDFA(resource, name=name, visa_library="@py",
                                 timeout=int(timeout_s * 1000))
+            low_latency(self.device.adapter)
         with talking(name, ":MODE:SW:CH1"):
             self.mode = self._take_apc_mode()
         with talking(name, ":READ:DRIV:UNIT:APC:CH1?"):

@@ -24,6 +24,7 @@ from pymeasure.instruments import Channel, Instrument, SCPIMixin
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from drivers.errors import InstrumentReportedError, talking
+from drivers.visa import low_latency
 
 TERMINATION = "\n"
 SEGMENT_GRANULARITY = 256
@@ -188,6 +189,7 @@ class M8195AAwg:
             self.device = KeysightM8195A(
                 resource, name=name, visa_library="@py", read_termination=TERMINATION,
                 write_termination=TERMINATION, timeout=int(timeout_s * 1000))
+            low_latency(self.device.adapter)
 
     @property
     def output_channels(self) -> tuple[int, ...]:

@@ -77,6 +77,7 @@ ROLE_PARAMETERS: dict[Role, tuple[Parameter, ...]] = {
         _rw("center_nm", "nm", "sweep centre wavelength"),
         _rw("span_nm", "nm", "sweep span"),
         _rw("resolution_nm", "nm", "resolution bandwidth"),
+        _rw("points", "", "samples per sweep (lines need several each to be resolved)"),
     ),
     Role.POWER_METER: (
         _ro("power_mw", "mW", "measured optical power"),
@@ -123,6 +124,13 @@ class Laser(Instrument, Protocol):
     wavelength_nm: float
     power_mw: float
     output_enabled: bool
+
+    def sweep(self, start_nm: float, stop_nm: float, speed_nm_per_s: float) -> None:
+        """Start the laser's own continuous sweep (it stays at ``stop_nm`` afterwards)."""
+
+    @property
+    def sweeping(self) -> bool:
+        """Whether a continuous sweep is running."""
 
 
 @runtime_checkable
@@ -175,6 +183,7 @@ class Osa(Instrument, Protocol):
     center_nm: float
     span_nm: float
     resolution_nm: float
+    points: float
 
     def read_trace(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Run one sweep, wait for it to finish, return (wavelength_nm, power_dbm)."""

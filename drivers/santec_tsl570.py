@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from pymeasure.instruments import Instrument
-from pymeasure.instruments.santec.tsl570 import TSL570
+from pymeasure.instruments.santec.tsl570 import TSL570, SweepMode, SweepStatus
 
 from drivers.errors import InstrumentError, InstrumentReportedError, talking
+from drivers.visa import low_latency
 
 _DIGITS_NM = 5  # 0.01 pm: below the laser's 0.1 pm resolution, above float noise
 
@@ -25,6 +26,18 @@ class PreciseTSL570(TSL570):
         ":WAVelength?",
         ":WAVelength %.8e",
         """Control the output wavelength (m in SCPI mode), to 0.1 pm.""",
+        check_set_errors=True,
+    )
+
+    wavelength_start = Instrument.control(
+        ":WAVelength:SWEep:STARt?", ":WAVelength:SWEep:STARt %.8e",
+        """Control the sweep start wavelength (m in SCPI mode), to 0.1 pm.""",
+        check_set_errors=True,
+    )
+
+    wavelength_stop = Instrument.control(
+        ":WAVelength:SWEep:STOP?", ":WAVelength:SWEep:STOP %.8e",
+        """Control the sweep stop wavelength (m in SCPI mode), to 0.1 pm.""",
         check_set_errors=True,
     )
 
@@ -50,6 +63,7 @@ class TSL570Laser:
                 write_termination="\r",
                 timeout=int(timeout_s * 1000),
             )
+            low_latency(self.device.adapter)
         with talking(name, "*IDN?"):  # a laser that does not answer is not connected
             identity = str(self.device.id)
         if "TSL-570" not in identity:
@@ -87,6 +101,20 @@ class TSL570Laser:
     def output_enabled(self, value: bool) -> None:
         with talking(self.name, ":POW:STAT"):
             self.device.output_enabled = value
+
+    def sweep(self, start_nm: float, stop_nm: float, speed_nm_per_s: float) -> None:
+        """One continuous one-way sweep at a hardware speed (1 to 200 nm/s)."""
+        with talking(self.name, ":WAV:SWE"):
+            self.device.sweep_mode = SweepMode.CONTINUOUS_ONE_WAY
+            self.device.wavelength_start = start_nm * 1e-9
+            self.device.wavelength_stop = stop_nm * 1e-9
+            self.device.sweep_speed = int(speed_nm_per_s)
+            self.device.start_sweep()
+
+    @property
+    def sweeping(self) -> bool:
+        with talking(self.name, ":WAV:SWE?"):
+            return bool(self.device.sweep_status == SweepStatus.RUNNING)
 
     def safe_state(self) -> None:
         """Switch the diode off."""

@@ -26,6 +26,7 @@ from pymeasure.instruments.thorlabs.thorlabsmbxseries import MzmMode, ThorlabsMB
 from pyvisa import constants
 
 from drivers.errors import InstrumentError, InstrumentReportedError, talking
+from drivers.visa import low_latency
 
 __all__ = ["MBXBias", "MzmMode"]
 
@@ -53,6 +54,7 @@ class MBXBias:
             adapter = VISAAdapter(resource, visa_library="@py", read_termination="\r",
                                   write_termination="\r", timeout=int(timeout_s * 1000),
                                   asrl={"baud_rate": 115200})
+            low_latency(adapter)
             self.device = MBX(adapter, name=name)
 
     @property

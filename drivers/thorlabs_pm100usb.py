@@ -15,6 +15,7 @@ from pymeasure.instruments.thorlabs.thorlabspm100usb import ThorlabsPM100USB
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
 from drivers.errors import InstrumentError, InstrumentReportedError, talking
+from drivers.visa import low_latency
 
 
 class PM100USB(ThorlabsPM100USB):
@@ -61,6 +62,7 @@ class PM100Meter:
                 write_termination="\n",
                 timeout=int(timeout_s * 1000),
             )
+            low_latency(self.device.adapter)
             self.wavelength_range_nm = (float(self.device.wavelength_min),
                                         float(self.device.wavelength_max))
             self.device.power_unit = "W"

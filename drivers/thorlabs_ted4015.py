@@ -17,6 +17,7 @@ from pymeasure.instruments import Instrument, SCPIMixin
 from pymeasure.instruments.validators import strict_discrete_set
 
 from drivers.errors import InstrumentError, InstrumentReportedError, InstrumentTimeout, talking
+from drivers.visa import low_latency
 
 _UNIT_OF_REPLY = {"CEL": "C", "K": "K", "FAR": "F"}
 _IDN_ATTEMPTS = 4  # as SweepMe's Series 4000 driver does for the same quirk
@@ -103,6 +104,7 @@ class TED4015Tec:
         with talking(name, "connect"):
             self.device = TED4015(resource, name=name, visa_library="@py",
                                   timeout=int(timeout_s * 1000))
+            low_latency(self.device.adapter)
         self.identity = self._identify(probe_timeout_s, timeout_s)
         with talking(name, "UNIT:TEMP"):
             self.device.temperature_unit = "C"

@@ -27,6 +27,7 @@ from pymeasure.instruments.validators import strict_range
 from pymeasure.instruments.yokogawa.aq6370series import AQ6370D
 
 from drivers.errors import InstrumentError, InstrumentReportedError, InstrumentTimeout, talking
+from drivers.visa import low_latency
 
 _DIGITS_NM = 5  # 0.01 pm: below the 0.1 pm written, above float noise
 _TRACE = "TRA"  # the trace a sweep writes at power-up
@@ -81,6 +82,7 @@ class AQ6370Osa:
         with talking(name, "connect"):
             adapter = VISAAdapter(resource, visa_library="@py", read_termination="\r\n",
                                   write_termination="\r\n", timeout=int(timeout_s * 1000))
+            low_latency(adapter)
         try:
             self.device = LanAQ6370D(adapter, name=name)
             with talking(name, "login"):
@@ -118,6 +120,15 @@ class AQ6370Osa:
     def resolution_nm(self, value: float) -> None:
         # via the decimal text, so that 0.02 nm is exactly pymeasure's listed 0.02e-9 m
         self._set(":SENS:BWID:RES", "resolution_bandwidth", float(f"{round(value, 6)}e-9"))
+
+    @property
+    def points(self) -> float:
+        with talking(self.name, ":SENS:SWE:POIN?"):
+            return float(self.device.sample_number)
+
+    @points.setter
+    def points(self, value: float) -> None:
+        self._set(":SENS:SWE:POIN", "sample_number", round(value))
 
     def read_trace(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Run one single sweep, wait for it, return (wavelength_nm, power_dbm)."""

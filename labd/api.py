@@ -9,8 +9,10 @@ from pydantic import Field, StrictBool, StrictFloat
 
 from labd.config import StationConfig
 from labd.leases import Lease, LeaseTable
-from labd.rpc import CommandParams, Method, NoParams, Params, Result
+from labd.rpc import CommandParams, ErrorCode, Method, NoParams, Params, Result, RpcError
 from labd.safety import INTERLOCKS, Safety
+from labd.sequences import Sequence, SequenceError, plan
+from labd.soliton.controller import SolitonController
 from labd.station import Station
 
 Value = Annotated[StrictFloat | StrictBool, Field(description="a number in the unit, or a bool")]
@@ -24,6 +26,7 @@ class Services:
     station: Station
     leases: LeaseTable
     safety: Safety
+    soliton: SolitonController
 
 
 class ParameterInfo(Result):
@@ -111,6 +114,44 @@ class SafetyStatus(Result):
     watchdog_s: float
 
 
+class SolitonStartParams(CommandParams):
+    sequence: str = Field(default="single_soliton", description="a file of sequences/, no suffix")
+    parameters: dict[str, float | bool | str] = Field(
+        default_factory=dict, description="overrides of the sequence's [parameters]")
+
+
+class SolitonStatus(Result):
+    state: str
+    reason: str
+    soliton_number: int | None = Field(description="null while known only to be >= 2")
+    comb_power_mw: float | None = Field(description="through-port power at the power meter")
+    spacing_ghz: float | None
+    bandwidth_3db_thz: float | None
+    lines_20db: int | None
+    locked: bool
+    sequence: str | None
+
+
+class StopParams(CommandParams):
+    reason: str = Field(default="operator stop", max_length=500)
+
+
+class SequenceRunParams(CommandParams):
+    name: str = Field(description="file of sequences/ (no suffix), or the file name of text")
+    text: str | None = Field(default=None, description="the TOML itself, e.g. from labctl")
+    parameters: dict[str, float | bool | str] = Field(default_factory=dict)
+
+
+class SequenceStarted(Result):
+    sequence: str
+    plan: str
+
+
+class SequenceStatus(Result):
+    running: str | None
+    last: dict[str, Any] | None = Field(description="status, message, step of the last run")
+
+
 def methods(services: Services) -> list[Method]:
     """Every method the daemon serves, bound to its services."""
     station, leases, safety = services.station, services.leases, services.safety
@@ -124,7 +165,44 @@ def methods(services: Services) -> list[Method]:
         return ParameterValue(instrument=p.instrument, parameter=p.parameter, value=value,
                               unit=worker.spec(p.parameter).unit)
 
+    soliton = services.soliton
+
+    def load(name: str, text: str | None, overrides: dict[str, Any]) -> Sequence:
+        try:
+            return soliton.load(name, text, overrides or None)
+        except SequenceError as exc:
+            raise RpcError(ErrorCode.INVALID_PARAMS, f"sequence {name}: {exc}",
+                           {"problems": [str(p) for p in exc.problems]}) from exc
+
+    async def soliton_start(p: SolitonStartParams) -> SolitonStatus:
+        soliton.start(load(p.sequence, None, p.parameters), soliton=True)
+        return SolitonStatus(**soliton.status())
+
+    async def soliton_status(_: NoParams) -> SolitonStatus:
+        return SolitonStatus(**soliton.status())
+
+    async def soliton_stop(p: StopParams) -> SolitonStatus:
+        await soliton.stop(p.reason)
+        return SolitonStatus(**soliton.status())
+
+    async def sequence_run(p: SequenceRunParams) -> SequenceStarted:
+        sequence = load(p.name, p.text, p.parameters)
+        soliton.start(sequence, soliton=False)
+        return SequenceStarted(sequence=sequence.name, plan=plan(sequence))
+
+    async def sequence_status(_: NoParams) -> SequenceStatus:
+        last = soliton.last_result
+        return SequenceStatus(
+            running=soliton.run_name if soliton.running else None,
+            last=None if last is None else {"status": last.status, "message": last.message,
+                                            "step": last.step})
+
+    async def sequence_abort(p: StopParams) -> SequenceStatus:
+        await soliton.stop(p.reason)
+        return await sequence_status(NoParams())
+
     async def station_set(p: SetParams) -> ParameterValue:
+        soliton.refuse_if_driven(p.instrument)
         value = await station.set(p.instrument, p.parameter, p.value, safety.check_interlocks)
         unit = station.worker(p.instrument).spec(p.parameter).unit
         return ParameterValue(instrument=p.instrument, parameter=p.parameter, value=value,
@@ -171,6 +249,18 @@ def methods(services: Services) -> list[Method]:
                AbortParams, AbortResult, safety_abort),
         Method("safety.status", "last abort, interlocks, watchdog", NoParams, SafetyStatus,
                safety_status),
+        Method("soliton.start", "run the soliton machine (default sequence single_soliton) from "
+               "idle or fault", SolitonStartParams, SolitonStatus, soliton_start),
+        Method("soliton.status", "machine state and the comb as last measured", NoParams,
+               SolitonStatus, soliton_status),
+        Method("soliton.stop", "stop the sequence and the lock; sources stay as they are",
+               StopParams, SolitonStatus, soliton_stop),
+        Method("sequence.run", "validate and run a sequence file (by name, or its text)",
+               SequenceRunParams, SequenceStarted, sequence_run),
+        Method("sequence.status", "the running sequence and how the last one ended", NoParams,
+               SequenceStatus, sequence_status),
+        Method("sequence.abort", "stop the running sequence safely", StopParams, SequenceStatus,
+               sequence_abort),
     ]
 
 

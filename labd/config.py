@@ -86,6 +86,8 @@ class DaemonConfig(_Strict):
         5.0
     )
     max_request_bytes: Annotated[int, Field(ge=1024, le=1 << 26)] = 1 << 20
+    sequences: Annotated[str, Field(description="folder of sequence files, relative to this "
+                                                "file")] = "sequences"
 
     _check_rpc = field_validator("rpc", "pub")(_endpoint)
 
@@ -108,6 +110,9 @@ class SimulationConfig(_Strict):
         "tcp://127.0.0.1:5559"
     )
     faults: dict[str, FaultConfig] = Field(default_factory=dict)
+    speed: Annotated[float, Field(gt=0, le=1000, description="world seconds per wall second")] = (
+        1.0
+    )
 
     _check_control = field_validator("control")(_endpoint)
 

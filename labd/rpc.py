@@ -195,7 +195,14 @@ class Dispatcher:
                 self.on_internal_error(exc)
             internal = RpcError(ErrorCode.INTERNAL_ERROR, f"internal error: {exc}")
             return self.error_reply_object(request_id, internal)
-        return {"jsonrpc": "2.0", "id": request_id, "result": result.model_dump(mode="json")}
+        reply = {"jsonrpc": "2.0", "id": request_id, "result": result.model_dump(mode="json")}
+        try:
+            _dump(reply)
+        except ValueError as exc:  # NaN or infinity: JSON has no spelling for them
+            log.error("method %r returned what JSON cannot carry: %s", request.get("method"), exc)
+            unencodable = RpcError(ErrorCode.INTERNAL_ERROR, f"result not JSON-encodable: {exc}")
+            return self.error_reply_object(request_id, unencodable)
+        return reply
 
     async def _call(self, name: str, params: dict[str, Any]) -> Result:
         method = self.methods.get(name)

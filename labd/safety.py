@@ -57,6 +57,7 @@ class Safety:
         self.station = station
         self.publish = publish
         self.last_abort: dict[str, Any] | None = None
+        self.listeners: list[Callable[[str], Awaitable[None]]] = []  # stop automation first
         self._lock = asyncio.Lock()
         self._edfa_up = False
 
@@ -73,6 +74,8 @@ class Safety:
 
     async def abort(self, reason: str, level: int = logging.WARNING) -> dict[str, Any]:
         """Every source to its safe state, EDFA first; publish and return what was done."""
+        for listener in self.listeners:
+            await listener(reason)
         async with self._lock:
             self.station.ramps_cancelled.set()
             steps = []
@@ -139,7 +142,8 @@ class Watchdog:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
     def _watch(self) -> None:
         while not self._stop.wait(self.timeout_s / 5):

@@ -166,6 +166,9 @@ class SweepStep(_Step):
     rate_per_s: Positive
     step: Positive
     record: list[Reading] = Field(default_factory=list)
+    #: The laser's own continuous sweep at ``rate_per_s`` (a hardware speed) instead of set-point
+    #: steps; ``step`` is then the spacing of the recorded readings.
+    continuous: bool = False
 
     @model_validator(mode="after")
     def _span(self) -> Self:
@@ -701,8 +704,9 @@ def describe(step: Step) -> str:
             unit = unit_of(step.parameter)
             rate = _quantity(step.rate_per_s, _per_second(unit) if unit else None)
             record = f", recording {', '.join(step.record)}" if step.record else ""
+            how = "continuously, a reading every" if step.continuous else "in steps of"
             return (f"sweep {step.instrument}.{step.parameter} {_num(step.start)} -> "
-                    f"{_quantity(step.stop, unit)} at {rate} in steps of "
+                    f"{_quantity(step.stop, unit)} at {rate} {how} "
                     f"{_quantity(step.step, unit)}{record}")
         case WaitStep():
             return f"wait {_num(step.seconds)} s"
@@ -768,7 +772,8 @@ class Procedures(Protocol):
                    rate_per_s: float) -> object: ...
 
     async def sweep(self, instrument: str, parameter: str, start: float, stop: float,
-                    rate_per_s: float, step: float, record: list[str]) -> object: ...
+                    rate_per_s: float, step: float, record: list[str],
+                    continuous: bool) -> object: ...
 
     async def wait(self, seconds: float) -> object: ...
 
@@ -913,7 +918,8 @@ class _Runner:
                 return await p.ramp(step.instrument, step.parameter, step.to, step.rate_per_s)
             case SweepStep():
                 return await p.sweep(step.instrument, step.parameter, step.start, step.stop,
-                                     step.rate_per_s, step.step, list(step.record))
+                                     step.rate_per_s, step.step, list(step.record),
+                                     step.continuous)
             case WaitStep():
                 return await p.wait(step.seconds)
             case WaitUntilStep():

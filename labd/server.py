@@ -23,6 +23,8 @@ from labd.leases import LeaseTable
 from labd.rpc import CallRecord, Dispatcher, ErrorCode, RpcError
 from labd.safety import Safety, Watchdog
 from labd.simulation import SimulatedTestbed
+from labd.soliton.controller import SolitonController
+from labd.soliton.machine import SolitonMachine
 from labd.station import InstrumentWorker, Station
 from labd.store import Recorder
 from labd.telemetry import Telemetry
@@ -47,8 +49,13 @@ class Daemon:
         self.station = Station(config, self._instrument_event)
         self.safety = Safety(self.station, self.telemetry.publish)
         self.leases = LeaseTable()
+        self.soliton = SolitonController(
+            self.station, self.safety,
+            SolitonMachine(self.telemetry.publish, self.recorder.transition),
+            self.telemetry.publish, config_path.parent / config.daemon.sequences)
+        self.safety.listeners.append(self.soliton.on_safety_abort)
         self.dispatcher = Dispatcher(
-            methods(Services(config, self.station, self.leases, self.safety)),
+            methods(Services(config, self.station, self.leases, self.safety, self.soliton)),
             lease_check=lambda token: self.leases.check(token).holder,
             audit=self._audit,
             on_internal_error=lambda exc: self._spawn(self.safety.abort(f"unhandled error: {exc}")),

@@ -38,7 +38,8 @@ async def run_sim(config: StationConfig, exit_on_stdin_eof: bool,
     simulation = config.simulation or SimulationConfig()
     faults = {name: knobs.model_dump(exclude_unset=True)
               for name, knobs in simulation.faults.items()}
-    testbed = await start_testbed(emulated_instruments(config), simulation.seed, faults)
+    testbed = await start_testbed(emulated_instruments(config), simulation.seed, faults,
+                                  simulation.speed)
     control_endpoint = control_endpoint or simulation.control
     control = asyncio.create_task(serve_control(control_endpoint, testbed.emulators))
     for line in testbed.lines:

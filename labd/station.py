@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from drivers.errors import ConnectionLost, InstrumentError, InstrumentTimeout
-from drivers.registry import MODELS, NotImplementedModel, open_driver
+from drivers.registry import MODELS, open_driver
 from drivers.roles import (
     ROLE_PARAMETERS,
     SAFE_STATE_ORDER,
@@ -70,7 +70,8 @@ class InstrumentWorker:
             self.driver = await self._call(
                 lambda: open_driver(self.config.model, self.config.resource, self.name,
                                     self.timeout_s), "connect")
-        except (RpcError, NotImplementedModel) as exc:
+        except Exception as exc:  # a driver is outside code: whatever it raises, carry on
+            self.last_error = str(exc) or type(exc).__name__
             self.retry_at = time.monotonic() + self.backoff_s
             self.backoff_s = min(self.backoff_s * 2, BACKOFF_S[1])
             log.warning("%s: cannot connect: %s", self.name, exc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,11 +38,19 @@ class RunningTestbed:
             await server.close()
 
 
+def scaled_clock(speed: float) -> Callable[[], float]:
+    """A monotonic clock running ``speed`` times faster than the wall."""
+    origin = time.monotonic()
+    return lambda: origin + speed * (time.monotonic() - origin)
+
+
 async def start_testbed(
-    instruments: list[EmulatedInstrument], seed: int, faults: dict[str, dict[str, Any]]
+    instruments: list[EmulatedInstrument], seed: int, faults: dict[str, dict[str, Any]],
+    speed: float = 1.0,
 ) -> RunningTestbed:
-    """Build the world and listen for every instrument that has an emulator."""
-    testbed = RunningTestbed(Testbed(seed=seed))
+    """Build the world (its clock ``speed`` times the wall's) and listen for every instrument
+    that has an emulator."""
+    testbed = RunningTestbed(Testbed(seed=seed, clock=scaled_clock(speed)))
     for inst in instruments:
         factory = EMULATORS.get(inst.model)
         if factory is None:

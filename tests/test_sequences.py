@@ -55,7 +55,7 @@ def test_shipped_numbers_carry_units_and_shared_defaults_agree() -> None:
         seq = load_sequence(path)
         for name, value in seq.parameters.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
-                assert unit_of(name) or name.endswith(("_steps", "_lines_20db")), name
+                assert unit_of(name) or name.endswith(("_steps", "_lines_20db", "_points")), name
         for index, called in seq.calls.items():  # a caller's values are the callee's defaults
             alone = load_sequence(Path(called.source))
             overridden = seq.steps[index].parameters  # type: ignore[union-attr]
@@ -78,21 +78,22 @@ def test_plan_of_single_soliton_lists_its_steps_with_units() -> None:
     assert lines[0].startswith("single_soliton (")
     for expected in (
         "   0  set tec.setpoint_c = 25 degC  -- TEC to its set-point",
-        "wait until tec.temperature_c within 0.01 degC of 25 degC (held 10 s",
-        "ramp aux.wavelength_nm to 1549 nm at 0.005 nm/s",
+        "wait until tec.temperature_c within 0.01 degC of 25 degC (held 2 s",
+        "sweep aux.wavelength_nm 1548.9 -> 1549.42 nm at 1 nm/s continuously, a reading every "
+        "0.01 nm",
         "wait until edfa.input_mw >= 1 mW",
         "ramp edfa.output_w to 3.5 W at 0.5 W/s (timeout 30 s)",
         "  17  call recover.toml with tec_setpoint_c = 25.0",
-        "         5  sweep pump.wavelength_nm 1555.95 -> 1556.09 nm at 0.01 nm/s in steps of "
-        "0.0001 nm, recording power_meter.power_mw",
-        "               1  step down to 1 soliton(s) by warming the chip with the TEC in steps of "
-        "0.01 K, settling 3 s each, at most 150 steps",
+        "sweep pump.wavelength_nm 1555.95 -> 1556.09 nm at 0.05 nm/s in steps of "
+        "0.0002 nm, recording power_meter.power_mw",
+        "               1  step down to 1 soliton(s) by tuning the pump back to the blue in steps "
+        "of 0.1 pm, settling 0.2 s each, at most 600 steps",
         "verify >= 200 lines with 20 dB SNR, envelope residual <= 1 dB, spacing 49 +- 0.5 GHz, "
         "3-dB bandwidth >= 3 THz",
         "lock the comb power at the power at lock time with the aux_wavelength",
     ):
         assert any(expected in line for line in lines), expected
-    assert sum(line.lstrip()[:1].isdigit() for line in lines) == 18 + 8 + 4
+    assert sum(line.lstrip()[:1].isdigit() for line in lines) == 18 + 12 + 4
 
 
 # --- bad files -----------------------------------------------------------------------------------
@@ -269,7 +270,8 @@ class FakeBench:
         await self._do("ramp", instrument, parameter, target, rate_per_s)
 
     async def sweep(self, instrument: str, parameter: str, start: float, stop: float,
-                    rate_per_s: float, step: float, record: list[str]) -> dict[str, int]:
+                    rate_per_s: float, step: float, record: list[str],
+                    continuous: bool) -> dict[str, int]:
         await self._do("sweep", instrument, parameter, start, stop, rate_per_s, step, record)
         return {"points": 1400}
 
@@ -512,5 +514,5 @@ def test_shipped_single_soliton_runs_against_the_double() -> None:
     kinds = [call[0] for call in bench.calls]
     assert kinds[-4:] == ["estimate", "step_down_until", "verify", "lock"]
     assert ("ramp", "edfa", "output_w", 3.5, 0.5) in bench.calls
-    assert ("step_down_until", 1, "tec", 0.01, 3.0, 150) in bench.calls
+    assert ("step_down_until", 1, "pump_wavelength", 0.1, 0.2, 600) in bench.calls
     assert elapsed < 2.0

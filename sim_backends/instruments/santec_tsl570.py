@@ -65,6 +65,7 @@ class TSL570Emulator:
                     lambda call: setattr(self.laser, "sweep_stop_m", self._in_range(call))),
             Command(":WAVelength:SWEep:SPEed", lambda _: f"{self.laser.sweep_speed_nm_per_s:g}",
                     self._set_speed),
+            Command(":WAVelength:SWEep:MODe", lambda _: "1", self._set_mode),
             Command(":WAVelength:SWEep[:STATe]", lambda _: str(int(self.laser.sweeping)),
                     self._set_sweep),
             Command(":WAVelength:FINetuning",
@@ -101,6 +102,11 @@ class TSL570Emulator:
         if speed not in _SWEEP_SPEEDS_NM_PER_S:
             raise illegal_value()
         self.laser.sweep_speed_nm_per_s = speed
+
+    def _set_mode(self, call: Call) -> None:
+        """Only the continuous one-way sweep (mode 1) is emulated; the others are refused."""
+        if call.arg().strip() != "1":
+            raise illegal_value()
 
     def _set_sweep(self, call: Call) -> None:
         if call.boolean():

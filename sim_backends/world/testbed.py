@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim_backends.world.awg import ArbitraryWaveformGenerator
-from sim_backends.world.counters import CountingSystem
+from sim_backends.world.counters import Counter, CountingSystem
 from sim_backends.world.edfa import Edfa
 from sim_backends.world.laser import TunableLaser, linear_segments
 from sim_backends.world.light import Light
 from sim_backends.world.modulator import MbxBiasController
+from sim_backends.world.qkd_feed import QkdFeed
 from sim_backends.world.qkd_link import QkdLink
 from sim_backends.world.resonator import Microresonator
 from sim_backends.world.tec import TecMount
@@ -43,7 +44,10 @@ class Testbed:
     qkd: QkdLink = field(init=False)  # DEMUX, transmitters, fibre, receivers (TR1 on C31, TR2 C32)
     bias: MbxBiasController = field(init=False)  # the MBX on TR1's decoy modulator (IM2)
     counting: CountingSystem = field(init=False)  # Bob's detectors and the time controller
+    qkd_feed: QkdFeed = field(init=False)  # the AWG's pattern through the link, as photon flux
+    class_counters: dict[tuple[int, str], Counter] = field(init=False)  # (input, gate class)
     osa_tap: float = 0.01  # fraction of the through-port light split to the OSA (-20 dB), assumed
+    comb_override: Light | None = None  # test seam: light at Alice's DEMUX instead of the chip's
 
     def __post_init__(self) -> None:
         self.tec = TecMount(self.rng_for("tec"))
@@ -51,6 +55,12 @@ class Testbed:
         tr1 = next(iter(self.qkd.transmitters.values()))
         self.bias = MbxBiasController(tr1.im2, self.rng_for("bias"))
         self.counting = CountingSystem(self.rng_for("counting"))
+        # The AWG drives TR1, whose one SPD is the time controller's input 1; a gated counter per
+        # gate class on it (sim_backends/world/qkd_feed.py).
+        tr1_channel = next(iter(self.qkd.transmitters))
+        self.qkd_feed = QkdFeed(self.qkd, self.awg, tr1_channel, {(tr1_channel, 0): 1})
+        self.counting.flux = self.qkd_feed.flux
+        self.class_counters = self.qkd_feed.add_class_counters(self.counting)
         self.resonator = Microresonator(rng=self.rng_for("resonator"))
         _ = self.resonator.calibration  # the LLE table now (~ 1.5 s), not inside a sync
         self._drive_resonator()
@@ -105,14 +115,26 @@ class Testbed:
         self._drive_resonator()
         ring.pump_ramp_mw_per_s = ring.mount_rate_c_per_s = 0.0
         self.awg.advance(dt_s)
+        lights = self.qkd.channel_light(self.qkd_comb())
         channel, modulator = next(iter(self.qkd.transmitters.items()))[0], self.bias.modulator
-        modulator.input_light = self.qkd.channel_light(self.through_port())[channel]
+        modulator.input_light = lights[channel]
         self.bias.advance(dt_s)  # advances the modulator's bias drift too
+        self.qkd_feed.update(lights, dt_s)  # the pattern, attenuator and gate classes, as flux
         self.counting.advance(dt_s)
 
     def through_port(self) -> Light:
         """The light leaving the chip's through port (after the PBS that removes the aux)."""
         return self.resonator.through_port()
+
+    def qkd_comb(self) -> Light:
+        """The light at Alice's DEMUX input: the through port, or ``comb_override`` when set
+        (a seam for tests that need a comb without driving the ring into a soliton)."""
+        return self.through_port() if self.comb_override is None else self.comb_override
+
+    def calibrate_qkd_attenuators(self) -> None:
+        """Set the AWG-driven transmitter's attenuator again on the light present now (it is
+        set by itself once per new pattern: sim_backends/world/qkd_feed.py)."""
+        self.qkd_feed.calibrate_attenuators(self.qkd.channel_light(self.qkd_comb()))
 
     def through_port_total(self) -> Light:
         """The same light without resolving the comb lines: enough for a power meter."""

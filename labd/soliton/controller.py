@@ -1,0 +1,441 @@
+"""The soliton controller: runs sequences against the station and keeps the state machine.
+
+It implements the ``Procedures`` a sequence calls (set, ramp, sweep, estimate, step-down,
+verify, lock) with the station's limits and interlocks, measures only through instruments (the
+power meter on the through port, the OSA) and fires the machine's events from what it measured.
+A sequence that fails, or an instrument fault, ends in ``fault`` with the sources safe; a lost
+soliton under lock starts ``recover`` by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drivers.roles import Role
+from labd.rpc import ErrorCode, RpcError
+from labd.safety import Safety
+from labd.sequences import Criteria, RunResult, Sequence, load_sequence, run_sequence
+from labd.soliton.analysis import SpectrumAnalysis, analyse_spectrum
+from labd.soliton.lock import LossDetector, Pid
+from labd.soliton.machine import Event, SolitonMachine, State
+from labd.station import InstrumentWorker, Station
+
+log = logging.getLogger(__name__)
+READINGS_PER_LEVEL = 3  # power-meter readings averaged for one level
+JUMP_NOISE_FACTOR = 6.0  # a level change beyond this many noise sigmas is a soliton step
+LOCK_PERIOD_S = 0.1
+TRACE_CHUNK_S = 0.5  # soliton.trace is published in chunks this often
+
+
+@dataclass
+class Measured:
+    """The last measured state of the comb, as ``soliton.status`` reports it."""
+
+    soliton_number: int | None = None
+    comb_power_mw: float | None = None
+    spacing_ghz: float | None = None
+    bandwidth_3db_thz: float | None = None
+    lines_20db: int | None = None
+    classification: str | None = None
+    step_mw: float | None = None  # one soliton's change of the through-port power, learned
+
+
+@dataclass
+class _Lock:
+    task: asyncio.Task[None]
+    pid: Pid
+    actuator: str
+
+
+@dataclass
+class SolitonController:
+    """Owns the machine, the running sequence and the lock."""
+
+    station: Station
+    safety: Safety
+    machine: SolitonMachine
+    publish: Any  # (topic, payload) -> object
+    sequences_dir: Path
+    measured: Measured = field(default_factory=Measured)
+    run_task: asyncio.Task[RunResult] | None = None
+    run_name: str | None = None
+    last_result: RunResult | None = None
+    abort: asyncio.Event = field(default_factory=asyncio.Event)
+    lock_state: _Lock | None = None
+    pending: set[asyncio.Task[None]] = field(default_factory=set)
+
+    # -- the RPC side ------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.run_task is not None and not self.run_task.done()
+
+    def load(self, name: str, text: str | None = None,
+             overrides: dict[str, Any] | None = None) -> Sequence:
+        """A sequence from ``sequences/`` by name, or from ``text`` named ``name``."""
+        path = Path(name) if text is not None else self.sequences_dir / f"{Path(name).stem}.toml"
+        return load_sequence(path, text, overrides=overrides)
+
+    def start(self, sequence: Sequence, soliton: bool) -> None:
+        """Run ``sequence`` in the background; ``soliton`` runs move the machine from idle."""
+        if self.running:
+            raise RpcError(ErrorCode.BUSY, f"sequence {self.run_name} is running",
+                           {"owner": self.run_name})
+        if soliton:
+            if self.machine.state not in (State.IDLE, State.FAULT):
+                raise RpcError(ErrorCode.BUSY, f"the soliton machine is {self.machine.state}",
+                               {"owner": "soliton"})
+            if self.machine.state is State.FAULT:
+                self.machine.fire(Event.RESET, "restarted by the operator")
+            self.machine.fire(Event.START, f"sequence {sequence.name}")
+        self.abort.clear()
+        self.run_name = sequence.name
+        self.run_task = asyncio.create_task(self._run(sequence))
+
+    async def stop(self, reason: str) -> None:
+        """Stop the sequence and the lock; the machine goes to idle, sources stay as they are."""
+        await self._stop_lock()
+        await self._abort_run()
+        if self.machine.allows(Event.STOP):
+            self.machine.fire(Event.STOP, reason)
+
+    def status(self) -> dict[str, Any]:
+        m = self.measured
+        return {"state": self.machine.state, "reason": self.machine.reason,
+                "soliton_number": m.soliton_number, "comb_power_mw": m.comb_power_mw,
+                "spacing_ghz": m.spacing_ghz, "bandwidth_3db_thz": m.bandwidth_3db_thz,
+                "lines_20db": m.lines_20db, "locked": self.machine.state is State.LOCKED,
+                "sequence": self.run_name if self.running else None}
+
+    async def on_safety_abort(self, reason: str) -> None:
+        """Automation stops before the sources go dark, so nothing fights the abort."""
+        await self._stop_lock()
+        if self.running and self.run_task is not asyncio.current_task():
+            await self._abort_run()
+        if self.machine.allows(Event.FAULT):
+            self.machine.fire(Event.FAULT, f"safety abort: {reason}")
+
+    def refuse_if_driven(self, instrument: str) -> None:
+        """BUSY while a sequence runs, or for the instrument the lock steers."""
+        if self.running:
+            raise RpcError(ErrorCode.BUSY, f"sequence {self.run_name} is running: stop it first",
+                           {"owner": self.run_name})
+        lock = self.lock_state
+        if lock is not None and self._actuator(lock.actuator)[0].name == instrument:
+            raise RpcError(ErrorCode.BUSY, f"{instrument} is steered by the soliton lock",
+                           {"owner": "soliton.lock"})
+
+    async def _abort_run(self) -> None:
+        if self.running:
+            assert self.run_task is not None
+            self.abort.set()
+            await asyncio.wait({self.run_task})
+
+    async def _run(self, sequence: Sequence) -> RunResult:
+        result = await run_sequence(sequence, self, self.abort, self._on_step)
+        self.last_result = result
+        if not result.ok and result.status != "abort":
+            await self._fault(f"{result.step}: {result.message}")
+        return result
+
+    def _on_step(self, index: int, step: Any, status: str) -> None:
+        self.publish("log", {"source": "sequence", "sequence": self.run_name, "index": index,
+                             "kind": step.kind, "name": step.name, "status": status})
+
+    async def _fault(self, reason: str) -> None:
+        if self.machine.allows(Event.FAULT):
+            self.machine.fire(Event.FAULT, reason)
+        await self.safety.abort(f"soliton: {reason}")
+
+    # -- Procedures: what the steps call ---------------------------------------------------
+
+    async def set(self, instrument: str, parameter: str, value: float | bool) -> object:
+        return await self.station.set(instrument, parameter, value,
+                                      self.safety.check_interlocks)
+
+    async def get(self, instrument: str, parameter: str) -> float | bool:
+        value: float | bool = await self.station.worker(instrument).get(parameter)
+        return value
+
+    async def ramp(self, instrument: str, parameter: str, target: float,
+                   rate_per_s: float) -> object:
+        worker = self.station.worker(instrument)
+        checked = worker.checked(worker.spec(parameter), target)
+        await self.safety.check_interlocks(worker, parameter, checked)
+        self.station.ramps_cancelled.clear()
+        await worker.ramp(parameter, checked, rate_per_s, self.station.ramps_cancelled)
+        return await worker.get(parameter)
+
+    async def wait(self, seconds: float) -> object:
+        await asyncio.sleep(seconds)
+        return None
+
+    async def sweep(self, instrument: str, parameter: str, start: float, stop: float,
+                    rate_per_s: float, step: float, record: list[str],
+                    continuous: bool) -> object:
+        """Step ``parameter`` from start to stop at ``rate_per_s``, reading ``record`` each
+        step (or let the laser sweep itself); publish the trace on ``soliton.trace``."""
+        if instrument == self._role(Role.PUMP_LASER).name and self.machine.allows(Event.PREPARED):
+            self.machine.fire(Event.PREPARED, f"sweeping {instrument}.{parameter}")
+        if continuous:
+            return await self._continuous_sweep(instrument, start, stop, rate_per_s, step, record)
+        worker = self.station.worker(instrument)
+        spec = worker.spec(parameter)
+        count = round(abs(stop - start) / step) + 1
+        values = np.linspace(start, stop, count)
+        x_name = f"{instrument}.{parameter}"
+        chunk: dict[str, list[float]] = {x_name: [], **{name: [] for name in record}}
+        published, due = time.monotonic(), time.monotonic()
+        for value in values:
+            await worker.write(parameter, worker.checked(spec, float(value)))
+            chunk[x_name].append(float(value))
+            for name in record:
+                chunk[name].append(float(await self._read(name)))
+            due += step / rate_per_s
+            if time.monotonic() - published > TRACE_CHUNK_S or value == values[-1]:
+                self.publish("soliton.trace", {"x": x_name, **chunk})
+                chunk = {key: [] for key in chunk}
+                published = time.monotonic()
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+        return {"points": count}
+
+    async def _continuous_sweep(self, instrument: str, start: float, stop: float,
+                                speed_nm_per_s: float, step: float,
+                                record: list[str]) -> object:
+        worker = self.station.worker(instrument)
+        for end in (start, stop):
+            worker.checked(worker.spec("wavelength_nm"), end)
+        await worker.run(lambda laser: laser.sweep(start, stop, speed_nm_per_s), "sweep")
+        x_name = f"{instrument}.wavelength_nm"
+        chunk: dict[str, list[float]] = {x_name: [], **{name: [] for name in record}}
+        points = 0
+        while await worker.run(lambda laser: bool(laser.sweeping), "sweep state"):
+            chunk[x_name].append(float(await worker.get("wavelength_nm")))
+            for name in record:
+                chunk[name].append(float(await self._read(name)))
+            points += 1
+            await asyncio.sleep(step / speed_nm_per_s)
+        self.publish("soliton.trace", {"x": x_name, **chunk})
+        return {"points": points}
+
+    async def estimate(self) -> dict[str, Any]:
+        """N from the OSA (single, multi, MI, none) and the power level; fires the sweep's
+        outcome."""
+        spectrum = await self._spectrum()
+        power = await self._level()
+        n = self._soliton_number(spectrum, power)
+        if self.machine.state is State.SWEEPING:
+            found = n is not None and n >= 1
+            self.machine.fire(Event.SOLITONS_FOUND if found else Event.NO_SOLITON,
+                              f"{spectrum.classification}, N = {n}")
+        return {"soliton_number": n, "classification": spectrum.classification,
+                "comb_power_mw": power}
+
+    async def step_down_until(self, soliton_number: int, actuator: str, step: float,
+                              settle_s: float, max_steps: int) -> int:
+        """Backward-tune (or warm) one step at a time until ``soliton_number`` remain."""
+        if self.machine.allows(Event.STEP_DOWN) and self.machine.state is not State.VERIFYING:
+            self.machine.fire(Event.STEP_DOWN, f"{actuator} by {step} per step")
+        level, noise = await self._level_and_noise()
+        for _ in range(max_steps):
+            if self.measured.soliton_number is not None \
+                    and self.measured.soliton_number <= soliton_number:
+                break
+            await self._nudge(actuator, step)
+            await asyncio.sleep(settle_s)
+            now = await self._level()
+            if abs(now - level) > JUMP_NOISE_FACTOR * noise:
+                await self._stepped(now - level)
+                level = now
+        n = self.measured.soliton_number or 0
+        if n == soliton_number == 1 and self.machine.allows(Event.SINGLE_FOUND):
+            self.machine.fire(Event.SINGLE_FOUND, "the OSA shows one soliton")
+        elif n == 0 and self.machine.allows(Event.LOST):
+            self.machine.fire(Event.LOST, "all solitons gone while stepping down")
+        return n
+
+    async def verify(self, criteria: Criteria) -> dict[str, Any]:
+        spectrum = await self._spectrum()
+        failures = _unmet(spectrum, criteria)
+        ok = spectrum.classification == "single_soliton" and not failures
+        if self.machine.state is State.VERIFYING:
+            reason = "; ".join(failures) or spectrum.classification
+            self.machine.fire(Event.VERIFIED if ok else Event.NOT_SINGLE, reason)
+        return {"ok": ok, "classification": spectrum.classification, "unmet": failures,
+                "spacing_ghz": spectrum.spacing_ghz, "lines_20db": spectrum.lines_20db,
+                "bandwidth_3db_thz": spectrum.bandwidth_3db_thz,
+                "envelope_residual_db": spectrum.envelope_residual_db}
+
+    async def lock(self, actuator: str, kp: float, ki: float, kd: float, output_min: float,
+                   output_max: float, setpoint_mw: float | None) -> object:
+        """Hold the comb power by steering ``actuator``; runs until stopped or the soliton is
+        lost (then ``recover`` runs)."""
+        worker, parameter, scale = self._actuator(actuator)
+        base = float(await worker.get(parameter))
+        setpoint = setpoint_mw if setpoint_mw is not None else await self._level()
+        pid = Pid(kp, ki, kd, output_min, output_max, setpoint)
+        task = asyncio.create_task(self._hold(worker, parameter, base, scale, pid))
+        self.lock_state = _Lock(task, pid, actuator)
+        if self.machine.allows(Event.LOCK):
+            self.machine.fire(Event.LOCK, f"holding {setpoint:.4g} mW with {actuator}")
+        return {"setpoint_mw": setpoint}
+
+    # -- measurements and actuators -------------------------------------------------------
+
+    def _role(self, role: Role) -> InstrumentWorker:
+        worker = self.station.by_role(role)
+        if worker is None:
+            raise RpcError(ErrorCode.NOT_CONNECTED, f"the station has no {role}",
+                           {"instrument": role, "last_error": None})
+        return worker
+
+    async def _read(self, name: str) -> float:
+        instrument, _, parameter = name.partition(".")
+        return float(await self.station.worker(instrument).get(parameter))
+
+    async def _level(self) -> float:
+        meter = self._role(Role.POWER_METER)
+        readings = [float(await meter.get("power_mw")) for _ in range(READINGS_PER_LEVEL)]
+        self.measured.comb_power_mw = float(np.mean(readings))
+        return self.measured.comb_power_mw
+
+    async def _level_and_noise(self) -> tuple[float, float]:
+        meter = self._role(Role.POWER_METER)
+        readings = np.array([float(await meter.get("power_mw")) for _ in range(8)])
+        noise = max(float(readings.std(ddof=1)) / np.sqrt(READINGS_PER_LEVEL),
+                    1e-4 * abs(float(readings.mean())))
+        return float(readings.mean()), noise
+
+    async def _spectrum(self) -> SpectrumAnalysis:
+        osa = self._role(Role.OSA)
+        wavelength_nm, power_dbm = await osa.run(lambda driver: driver.read_trace(),
+                                                 "read trace")
+        self.publish("osa.spectrum", {"wavelength_nm": wavelength_nm.tolist(),
+                                      "power_dbm": power_dbm.tolist()})
+        spectrum = analyse_spectrum(wavelength_nm, power_dbm)
+        m = self.measured
+        m.classification, m.lines_20db = spectrum.classification, spectrum.lines_20db
+        m.spacing_ghz, m.bandwidth_3db_thz = (
+            _finite(spectrum.spacing_ghz), _finite(spectrum.bandwidth_3db_thz))
+        return spectrum
+
+    def _soliton_number(self, spectrum: SpectrumAnalysis, power: float) -> int | None:
+        """1 if the OSA shows one soliton; 0 for MI or no comb; for several, the count from
+        the learned step if there is one, else None (at least two)."""
+        n: int | None
+        if spectrum.classification == "single_soliton":
+            n = 1
+        elif spectrum.classification == "multi_soliton":
+            n = self.measured.soliton_number if (self.measured.soliton_number or 0) >= 2 \
+                else None
+        else:
+            n = 0
+        self.measured.soliton_number = n
+        return n
+
+    async def _stepped(self, change_mw: float) -> None:
+        """A discrete power step: look at the OSA to see what is left."""
+        step = self.measured.step_mw
+        removed = 1 if step is None else max(1, round(change_mw / step))
+        if step is None or removed == 1:
+            self.measured.step_mw = change_mw
+        spectrum = await self._spectrum()
+        if spectrum.classification == "single_soliton":
+            self.measured.soliton_number = 1
+        elif spectrum.classification == "multi_soliton":
+            known = self.measured.soliton_number
+            self.measured.soliton_number = None if known is None else max(2, known - removed)
+        else:
+            self.measured.soliton_number = 0
+
+    def _actuator(self, actuator: str) -> tuple[InstrumentWorker, str, float]:
+        """(worker, parameter, unit scale of one PID/step unit in the parameter's unit)."""
+        if actuator in ("pump_wavelength", "aux_wavelength"):
+            role = Role.PUMP_LASER if actuator == "pump_wavelength" else Role.AUX_LASER
+            return self._role(role), "wavelength_nm", 1e-3  # steps and outputs in pm
+        if actuator == "tec":
+            return self._role(Role.TEC), "setpoint_c", 1.0  # in K
+        raise RpcError(ErrorCode.INVALID_PARAMS, f"no actuator {actuator!r}",
+                       {"actuator": actuator})
+
+    async def _nudge(self, actuator: str, step: float) -> None:
+        """One step-down move: pump back towards the blue, or the chip warmer."""
+        worker, parameter, scale = self._actuator(actuator)
+        sign = -1.0 if actuator == "pump_wavelength" else 1.0
+        value = float(await worker.get(parameter)) + sign * step * scale
+        await worker.write(parameter, worker.checked(worker.spec(parameter), value))
+
+    async def _hold(self, worker: InstrumentWorker, parameter: str, base: float, scale: float,
+                    pid: Pid) -> None:
+        loss = LossDetector(pid.setpoint)
+        spec = worker.spec(parameter)
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(LOCK_PERIOD_S)
+            power = float(await self._role(Role.POWER_METER).get("power_mw"))
+            now = time.monotonic()
+            output = pid.update(power, now - last)
+            dt, last = now - last, now
+            await worker.write(parameter, worker.checked(spec, base + output * scale))
+            self.measured.comb_power_mw = power
+            self.publish("soliton.lock", {"error_mw": pid.setpoint - power, "output": output,
+                                          "power_mw": power, "actuator": parameter})
+            if loss.update(power, dt):
+                asyncio.get_running_loop().call_soon(self._spawn_recovery,
+                                                     f"comb power {power:.4g} mW, "
+                                                     f"set-point {pid.setpoint:.4g} mW")
+                return
+
+    def _spawn_recovery(self, reason: str) -> None:
+        self.lock_state = None
+        if self.machine.allows(Event.LOST):
+            self.machine.fire(Event.LOST, reason)
+        self.measured.soliton_number = 0
+        try:
+            sequence = self.load("recover")
+        except Exception as exc:  # the file is data: a broken one must not crash the loop
+            fault = asyncio.create_task(self._fault(f"cannot load recover: {exc}"))
+            self.pending.add(fault)
+            fault.add_done_callback(self.pending.discard)
+            return
+        self.abort.clear()
+        self.run_name = sequence.name
+        self.run_task = asyncio.create_task(self._run(sequence))
+
+    async def _stop_lock(self) -> None:
+        lock, self.lock_state = self.lock_state, None
+        if lock is not None:
+            lock.task.cancel()
+            await asyncio.gather(lock.task, return_exceptions=True)
+
+
+def _unmet(spectrum: SpectrumAnalysis, c: Criteria) -> list[str]:
+    """The verify criteria ``spectrum`` does not meet, in words."""
+    unmet = []
+    if c.min_lines_20db is not None and spectrum.lines_20db < c.min_lines_20db:
+        unmet.append(f"{spectrum.lines_20db} lines 20 dB over the floor < {c.min_lines_20db}")
+    if c.max_envelope_residual_db is not None \
+            and spectrum.envelope_residual_db > c.max_envelope_residual_db:
+        unmet.append(f"envelope residual {spectrum.envelope_residual_db:.2f} dB "
+                     f"> {c.max_envelope_residual_db} dB")
+    if c.spacing_ghz is not None and c.spacing_tolerance_ghz is not None \
+            and abs(spectrum.spacing_ghz - c.spacing_ghz) > c.spacing_tolerance_ghz:
+        unmet.append(f"spacing {spectrum.spacing_ghz:.3f} GHz is not {c.spacing_ghz} "
+                     f"+- {c.spacing_tolerance_ghz} GHz")
+    if c.bandwidth_3db_thz_min is not None \
+            and spectrum.bandwidth_3db_thz < c.bandwidth_3db_thz_min:
+        unmet.append(f"3-dB bandwidth {spectrum.bandwidth_3db_thz:.2f} THz "
+                     f"< {c.bandwidth_3db_thz_min} THz")
+    return unmet
+
+
+def _finite(value: float) -> float | None:
+    """``value``, or None where the analysis had nothing to measure (NaN)."""
+    return value if np.isfinite(value) else None
