@@ -36,7 +36,7 @@ def _ted4015(world: Testbed, role: Role) -> LineEmulator:
 
 
 def _pm100usb(world: Testbed, role: Role) -> LineEmulator:
-    return PM100USBEmulator(world.through_port_total, world.sync, world.rng_for("power_meter"))
+    return PM100USBEmulator(world.power_meter_light, world.sync, world.rng_for("power_meter"))
 
 
 def _mbx(world: Testbed, role: Role) -> LineEmulator:

@@ -232,11 +232,11 @@ class SolitonController:
         power = await self._level()
         n = self._soliton_number(spectrum, power)
         if self.machine.state is State.SWEEPING:
-            found = n is not None and n >= 1
+            found = n is None or n >= 1  # None: several, count not yet known
             self.machine.fire(Event.SOLITONS_FOUND if found else Event.NO_SOLITON,
                               f"{spectrum.classification}, N = {n}")
-        return {"soliton_number": n, "classification": spectrum.classification,
-                "comb_power_mw": power}
+        return {"soliton_number": 2 if n is None else n, "soliton_number_exact": n is not None,
+                "classification": spectrum.classification, "comb_power_mw": power}
 
     async def step_down_until(self, soliton_number: int, actuator: str, step: float,
                               settle_s: float, max_steps: int) -> int:

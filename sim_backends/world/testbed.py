@@ -46,7 +46,8 @@ class Testbed:
     counting: CountingSystem = field(init=False)  # Bob's detectors and the time controller
     qkd_feed: QkdFeed = field(init=False)  # the AWG's pattern through the link, as photon flux
     class_counters: dict[tuple[int, str], Counter] = field(init=False)  # (input, gate class)
-    osa_tap: float = 0.01  # fraction of the through-port light split to the OSA (-20 dB), assumed
+    osa_tap: float = 0.1  # fraction of the through-port light split to the OSA (-10 dB), assumed
+    power_meter_tap: float = 0.01  # and to the power meter (watts would saturate it), assumed
     comb_override: Light | None = None  # test seam: light at Alice's DEMUX instead of the chip's
 
     def __post_init__(self) -> None:
@@ -136,9 +137,10 @@ class Testbed:
         set by itself once per new pattern: sim_backends/world/qkd_feed.py)."""
         self.qkd_feed.calibrate_attenuators(self.qkd.channel_light(self.qkd_comb()))
 
-    def through_port_total(self) -> Light:
-        """The same light without resolving the comb lines: enough for a power meter."""
-        return self.resonator.through_port(resolve_comb=False)
+    def power_meter_light(self) -> Light:
+        """What reaches the power meter: a tap of the through port (comb lines unresolved,
+        which a broadband detector does not need)."""
+        return self.resonator.through_port(resolve_comb=False).scaled(self.power_meter_tap)
 
     def osa_light(self) -> Light:
         """What reaches the OSA: a tap of the through port."""
