@@ -82,10 +82,10 @@ def test_plan_of_single_soliton_lists_its_steps_with_units() -> None:
         "sweep aux.wavelength_nm 1548.9 -> 1549.42 nm at 1 nm/s continuously, a reading every "
         "0.01 nm",
         "wait until edfa.input_mw >= 1 mW",
-        "ramp edfa.output_w to 3.5 W at 0.5 W/s (timeout 30 s)",
+        "ramp edfa.output_w to 3.5 W at 1 W/s (timeout 30 s)",
         "  17  call recover.toml with tec_setpoint_c = 25.0",
         "sweep pump.wavelength_nm 1555.95 -> 1556.09 nm at 0.05 nm/s in steps of "
-        "0.0002 nm, recording power_meter.power_mw",
+        "0.0005 nm, recording power_meter.power_mw",
         "               1  step down to 1 soliton(s) by tuning the pump back to the blue in steps "
         "of 0.1 pm, settling 0.2 s each, at most 600 steps",
         "verify >= 200 lines with 20 dB SNR, envelope residual <= 1 dB, spacing 49 +- 0.5 GHz, "
@@ -513,6 +513,6 @@ def test_shipped_single_soliton_runs_against_the_double() -> None:
     assert result.ok, result
     kinds = [call[0] for call in bench.calls]
     assert kinds[-4:] == ["estimate", "step_down_until", "verify", "lock"]
-    assert ("ramp", "edfa", "output_w", 3.5, 0.5) in bench.calls
+    assert ("ramp", "edfa", "output_w", 3.5, 1.0) in bench.calls
     assert ("step_down_until", 1, "pump_wavelength", 0.1, 0.2, 600) in bench.calls
     assert elapsed < 2.0

@@ -169,8 +169,9 @@ class SolitonController:
         worker = self.station.worker(instrument)
         checked = worker.checked(worker.spec(parameter), target)
         await self.safety.check_interlocks(worker, parameter, checked)
+        rate = min(rate_per_s, worker.config.ramps.get(parameter, rate_per_s))  # config caps it
         self.station.ramps_cancelled.clear()
-        await worker.ramp(parameter, checked, rate_per_s, self.station.ramps_cancelled)
+        await worker.ramp(parameter, checked, rate, self.station.ramps_cancelled)
         return await worker.get(parameter)
 
     async def wait(self, seconds: float) -> object:
