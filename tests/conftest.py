@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import socket
 import subprocess
@@ -193,3 +194,25 @@ class EmulatorThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
         self.loop.close()
+
+
+def write_default_station(directory: Path) -> StationFile:
+    """The shipped instruments.toml with every port moved to a free one (and its record here)."""
+    text = (ROOT / "instruments.toml").read_text()
+    old_ports = sorted({int(p) for p in re.findall(r"(?:::|:)(\d{4,5})(?:::SOCKET|\")", text)})
+    new_ports = free_ports(len(old_ports) + 1)
+    for old, new in zip(old_ports, new_ports, strict=False):
+        text = re.sub(rf"(?<=[:]){old}(?=::SOCKET|\")", str(new), text)
+    control = new_ports[-1]
+    text = text.replace("[simulation]\n", f'[simulation]\ncontrol = "tcp://127.0.0.1:{control}"\n')
+    text = text.replace('database = "labd.sqlite"', f'database = "{directory / "labd.sqlite"}"')
+    text = text.replace('sequences = "sequences"', "")
+    text = text.replace("[daemon]\n", f'[daemon]\nsequences = "{ROOT / "sequences"}"\n')
+    path = directory / "instruments.toml"
+    path.write_text(text)
+    rpc = re.search(r'rpc = "(tcp://[^"]+)"', text)
+    pub = re.search(r'pub = "(tcp://[^"]+)"', text)
+    assert rpc and pub
+    ports = {"rpc": int(rpc[1].rsplit(":", 1)[1]), "pub": int(pub[1].rsplit(":", 1)[1]),
+             "control": control}
+    return StationFile(path, rpc[1], pub[1], ports)

@@ -1,0 +1,100 @@
+"""Soliton switching: the transition table, and the whole bring-up on the simulated testbed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labd.client import Client, Subscription
+from labd.soliton.machine import TRANSITIONS, Event, IllegalTransition, SolitonMachine, State
+from tests.conftest import RunningDaemon, running_daemon, write_default_station
+
+
+def test_every_state_is_reachable_and_can_fault_or_stop() -> None:
+    reached, frontier = {State.IDLE}, [State.IDLE]
+    while frontier:
+        for target in TRANSITIONS[frontier.pop()].values():
+            if target not in reached:
+                reached.add(target)
+                frontier.append(target)
+    assert reached == set(State)
+    for state, moves in TRANSITIONS.items():
+        if state is not State.FAULT:
+            assert moves[Event.FAULT] is State.FAULT and moves[Event.STOP] is State.IDLE
+    assert TRANSITIONS[State.FAULT] == {Event.RESET: State.IDLE}
+
+
+def test_illegal_events_are_refused_and_legal_ones_published_and_recorded() -> None:
+    published, recorded = [], []
+    machine = SolitonMachine(lambda topic, body: published.append((topic, body)),
+                             lambda *row: recorded.append(row))
+    with pytest.raises(IllegalTransition, match="verified is not allowed in state idle"):
+        machine.fire(Event.VERIFIED, "no")
+    machine.fire(Event.START, "operator")
+    machine.fire(Event.FAULT, "EDFA tripped")
+    assert machine.state is State.FAULT
+    assert [body["state"] for _, body in published] == ["preparing", "fault"]
+    assert recorded[-1][1:4] == ("soliton", "preparing", "fault")
+    assert "EDFA tripped" in recorded[-1][4]
+
+
+@pytest.fixture(scope="module")
+def soliton_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
+    station = write_default_station(Path(tmp_path_factory.mktemp("soliton")))
+    with running_daemon(station) as daemon:
+        yield daemon
+
+
+def wait_for_state(client: Client, states: set[str], timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = client.call("soliton.status")
+        if status["state"] in states:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"not in {states} within {timeout_s} s: {status}")
+
+
+@pytest.mark.slow
+def test_cold_start_reaches_a_locked_single_soliton_like_the_seeds(
+        soliton_daemon: RunningDaemon) -> None:
+    spectra = Subscription(soliton_daemon.station.pub, ("osa.spectrum",), timeout_s=300)
+    with soliton_daemon.operator() as client:
+        started = time.monotonic()
+        client.call("soliton.start")
+        status = wait_for_state(client, {"locked", "fault"}, 300)
+        print(f"cold start to locked: {time.monotonic() - started:.1f} s wall")
+        assert status["state"] == "locked", status
+        assert status["soliton_number"] == 1
+        assert status["spacing_ghz"] == pytest.approx(49.0, rel=0.01)
+        assert status["bandwidth_3db_thz"] == pytest.approx(3.2, rel=0.15)
+        assert status["lines_20db"] >= 200
+        _, spectrum = next(spectra)
+        assert len(spectrum["wavelength_nm"]) == len(spectrum["power_dbm"]) > 1000
+        time.sleep(3)  # the lock holds
+        assert client.call("soliton.status")["locked"] is True
+        with pytest.raises(Exception, match="-32008"):  # the lock owns the aux laser
+            client.call("station.set", instrument="aux", parameter="wavelength_nm",
+                        value=1549.0)
+        result = client.call("safety.abort", reason="test over")
+        assert result["steps"][0]["instrument"] == "edfa"
+        status = client.call("soliton.status")
+        assert status["state"] == "fault" and "test over" in status["reason"]
+        for laser in ("pump", "aux"):
+            assert client.call("station.get", instrument=laser,
+                               parameter="output_enabled")["value"] is False
+    spectra.close()
+    database = soliton_daemon.station.path.parent / "labd.sqlite"
+    rows = sqlite3.connect(database).execute(
+        "SELECT source, target FROM transitions ORDER BY t").fetchall()
+    assert rows[:2] == [("idle", "preparing"), ("preparing", "sweeping")]
+    assert ("verifying", "single_soliton") in rows and ("single_soliton", "locked") in rows
+    assert rows[-1] == ("locked", "fault")
+    traces = sqlite3.connect(database).execute(
+        "SELECT body FROM telemetry WHERE topic = 'soliton.trace'").fetchall()
+    assert any("power_meter.power_mw" in json.loads(body) for (body,) in traces)
