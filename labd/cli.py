@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the main job on the simulated testbed, end to end")
     demo.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    demo.add_argument("--report", type=Path, default=Path("report"), help="folder to write")
     demo.set_defaults(run=_demo)
 
     check = commands.add_parser("check-config", help="validate a station file")
@@ -90,7 +91,7 @@ def _demo(args: argparse.Namespace) -> int:
     from labd.demo import run_demo
 
     config = _load(args.config)
-    return 1 if config is None else run_demo(config, args.config)
+    return 1 if config is None else run_demo(config, args.config, args.report)
 
 
 def _sim(args: argparse.Namespace) -> int:

@@ -17,10 +17,10 @@ from labd.rpc import ErrorCode, RpcError
 from tests.conftest import (
     ROOT,
     RunningDaemon,
-    StationFile,
     labd,
     port_is_free,
     wait_until_serving,
+    write_default_station,
     write_station,
 )
 from tests.test_santec_tsl570 import raw_exchange
@@ -278,11 +278,18 @@ def test_bad_config_stops_serve_with_the_problem(tmp_path: Path) -> None:
     assert "instruments: required key is missing" in result.stderr
 
 
-def test_demo_runs_the_operator_session_and_stops_cleanly(station: StationFile) -> None:
-    result = subprocess.run(labd("demo", "--config", str(station.path)), capture_output=True,
-                            text=True, timeout=120, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    assert "read back 1556.0901 nm" in result.stdout
-    assert "refused: pump.power_mw = 50.0 mW is outside the configured limits" in result.stdout
-    assert result.stdout.count("telemetry instrument.pump") == 3
+@pytest.mark.slow
+def test_demo_brings_up_a_locked_soliton_and_writes_a_report(tmp_path: Path) -> None:
+    station = write_default_station(tmp_path)
+    result = subprocess.run(labd("demo", "--config", str(station.path), "--report",
+                                 str(tmp_path / "report")),
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "single_soliton -> locked" in result.stdout
+    assert "state locked after" in result.stdout
+    report = json.loads((tmp_path / "report" / "soliton.json").read_text())
+    assert report["status"]["soliton_number"] == 1
+    assert [t["state"] for t in report["transitions"]][-1] == "locked"
+    spectrum = (tmp_path / "report" / "osa_spectrum.csv").read_text().splitlines()
+    assert spectrum[0] == "wavelength_nm,power_dbm" and len(spectrum) > 1000
     assert "exit code 0" in result.stdout
