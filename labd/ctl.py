@@ -20,6 +20,7 @@ from labd.client import (
 )
 from labd.export import ExportError, export_csv, export_hdf5, read_run
 from labd.rpc import RpcError
+from labd.sequences import SequenceError, load_sequence, plan
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,6 +65,17 @@ def _parser() -> argparse.ArgumentParser:
     lease.add_argument("--ttl", type=float, default=3600.0, help="seconds, unless renewed")
     lease.set_defaults(handler=_lease)
 
+    soliton = commands.add_parser("soliton", help="start | status | stop the soliton machine")
+    soliton.add_argument("action", choices=["start", "status", "stop"])
+    soliton.add_argument("--sequence", default="single_soliton", help="for start")
+    soliton.set_defaults(handler=_soliton)
+
+    sequence = commands.add_parser("sequence", help="run FILE [--dry-run] | status | abort")
+    sequence.add_argument("action", choices=["run", "status", "abort"])
+    sequence.add_argument("file", nargs="?", type=Path, help="the sequence file, for run")
+    sequence.add_argument("--dry-run", action="store_true", help="validate and print the plan")
+    sequence.set_defaults(handler=_sequence)
+
     abort = commands.add_parser("abort", help="every source to its safe state now (no lease)")
     abort.add_argument("reason", nargs="?", default="operator abort from labctl")
     abort.set_defaults(handler=_abort)
@@ -98,6 +110,50 @@ def _lease(args: argparse.Namespace) -> int:
             result = client.call("lease.status")
             text = f"held by {result['holder']}" if result["holder"] else "free"
     print(json.dumps(result) if args.json else text)
+    return 0
+
+
+def _soliton(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "start":
+            status = client.call("soliton.start", sequence=args.sequence)
+        elif args.action == "stop":
+            status = client.call("soliton.stop")
+        else:
+            status = client.call("soliton.status")
+    if args.json:
+        print(json.dumps(status))
+        return 0
+    print(f"state {status['state']} ({status['reason']})")
+    for key in ("soliton_number", "comb_power_mw", "spacing_ghz", "bandwidth_3db_thz",
+                "lines_20db", "locked", "sequence"):
+        print(f"  {key:<18} {status[key]}")
+    return 0
+
+
+def _sequence(args: argparse.Namespace) -> int:
+    if args.action == "run":
+        if args.file is None:
+            print("labctl sequence run: name the sequence FILE", file=sys.stderr)
+            return 2
+        try:
+            sequence = load_sequence(args.file)
+        except SequenceError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return 1
+        if args.dry_run:
+            print(plan(sequence))
+            return 0
+        with _client(args) as client:
+            started = client.call("sequence.run", name=args.file.name,
+                                  text=args.file.read_text())
+        print(json.dumps(started) if args.json else started["plan"])
+        return 0
+    with _client(args) as client:
+        status = client.call("sequence.abort" if args.action == "abort" else "sequence.status")
+    print(json.dumps(status) if args.json else
+          f"running: {status['running']}; last: {status['last']}")
     return 0
 
 

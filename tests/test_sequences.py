@@ -4,6 +4,8 @@ reads with units, and the runner drives a recording test double through every ki
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -516,3 +518,17 @@ def test_shipped_single_soliton_runs_against_the_double() -> None:
     assert ("ramp", "edfa", "output_w", 3.5, 1.0) in bench.calls
     assert ("step_down_until", 1, "pump_wavelength", 0.1, 0.2, 600) in bench.calls
     assert elapsed < 2.0
+
+
+def test_labctl_dry_run_prints_the_plan_or_the_problems(tmp_path: Path) -> None:
+    labctl = str(Path(sys.executable).parent / "labctl")
+    result = subprocess.run([labctl, "sequence", "run", str(ROOT / "sequences" / "recover.toml"),
+                             "--dry-run"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "sweep pump.wavelength_nm 1555.95 -> 1556.09 nm" in result.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[sequence]\nname = "x"\ndescription = "y"\n[[steps]]\nkind = "wait"\n')
+    result = subprocess.run([labctl, "sequence", "run", str(bad), "--dry-run"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"{bad}: steps[0] (wait): seconds: required key is missing" in result.stderr
