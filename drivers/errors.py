@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import pyvisa
 from pyvisa import constants
@@ -51,3 +52,22 @@ def talking(instrument: str, command: str) -> Iterator[None]:
         raise ConnectionLost(instrument, str(exc) or type(exc).__name__, command) from exc
     except ValueError as exc:  # a reply pymeasure could not parse
         raise InstrumentError(instrument, f"unreadable reply: {exc}", command) from exc
+
+
+class RaiseQueuedErrors:
+    """pymeasure mixin for SCPI instruments: after a set, the error queue raises, not logs.
+
+    Put it first among the bases; it uses the instrument's ``check_errors`` and ``name``.
+    """
+
+    name: str
+    if TYPE_CHECKING:  # pymeasure's SCPIMixin provides it; a stub here would shadow it
+
+        def check_errors(self) -> list[Any]: ...
+
+    def check_set_errors(self) -> list[Any]:
+        errors: list[Any] = self.check_errors()
+        if errors:
+            queue = "; ".join(f"{int(code)},{','.join(map(str, text))}" for code, *text in errors)
+            raise InstrumentReportedError(self.name, queue)
+        return errors

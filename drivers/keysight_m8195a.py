@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from pymeasure.instruments import Channel, Instrument, SCPIMixin
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
-from drivers.errors import InstrumentReportedError, talking
+from drivers.errors import RaiseQueuedErrors, talking
 from drivers.visa import low_latency
 
 TERMINATION = "\n"
@@ -82,7 +82,7 @@ class M8195AChannel(Channel):
                                  termination=TERMINATION)
 
 
-class KeysightM8195A(SCPIMixin, Instrument):
+class KeysightM8195A(RaiseQueuedErrors, SCPIMixin, Instrument):
     """Keysight M8195A 65 GSa/s four-channel AWG (SCPI through its soft front panel)."""
 
     channels = Instrument.MultiChannelCreator(M8195AChannel, (1, 2, 3, 4))
@@ -124,12 +124,6 @@ class KeysightM8195A(SCPIMixin, Instrument):
         """Stop generating, back to program mode (``:ABOR``)."""
         self.write(":ABOR")
 
-    def check_set_errors(self) -> list[Any]:
-        errors: list[Any] = self.check_errors()
-        if errors:
-            queue = "; ".join(f"{int(code)},{','.join(map(str, text))}" for code, *text in errors)
-            raise InstrumentReportedError(self.name, queue)
-        return errors
 
 
 def dac_codes(samples: NDArray[np.float64]) -> NDArray[np.int8]:

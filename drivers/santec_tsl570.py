@@ -8,18 +8,16 @@ errors raised instead of logged.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.santec.tsl570 import TSL570, SweepMode, SweepStatus
 
-from drivers.errors import InstrumentError, InstrumentReportedError, talking
+from drivers.errors import InstrumentError, RaiseQueuedErrors, talking
 from drivers.visa import low_latency
 
 _DIGITS_NM = 5  # 0.01 pm: below the laser's 0.1 pm resolution, above float noise
 
 
-class PreciseTSL570(TSL570):
+class PreciseTSL570(RaiseQueuedErrors, TSL570):
     """pymeasure's TSL570 with a 0.1 pm wavelength format and errors that raise."""
 
     wavelength_setpoint = Instrument.control(
@@ -41,12 +39,6 @@ class PreciseTSL570(TSL570):
         check_set_errors=True,
     )
 
-    def check_set_errors(self) -> list[Any]:
-        errors: list[Any] = self.check_errors()
-        if errors:
-            queue = "; ".join(f"{int(code)},{','.join(map(str, text))}" for code, *text in errors)
-            raise InstrumentReportedError(self.name, queue)
-        return errors
 
 
 class TSL570Laser:

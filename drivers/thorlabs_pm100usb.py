@@ -8,17 +8,15 @@ lacks (power unit, averaging, auto range), makes instrument errors raise, and ad
 
 from __future__ import annotations
 
-from typing import Any
-
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.thorlabs.thorlabspm100usb import ThorlabsPM100USB
 from pymeasure.instruments.validators import strict_discrete_set, strict_range
 
-from drivers.errors import InstrumentError, InstrumentReportedError, talking
+from drivers.errors import InstrumentError, RaiseQueuedErrors, talking
 from drivers.visa import low_latency
 
 
-class PM100USB(ThorlabsPM100USB):
+class PM100USB(RaiseQueuedErrors, ThorlabsPM100USB):
     """pymeasure's PM100USB with unit, averaging and range control, and errors that raise."""
 
     power_unit = Instrument.control(
@@ -40,12 +38,6 @@ class PM100USB(ThorlabsPM100USB):
         check_set_errors=True,
     )
 
-    def check_set_errors(self) -> list[Any]:
-        errors: list[Any] = self.check_errors()
-        if errors:
-            queue = "; ".join(f"{int(code)},{','.join(map(str, text))}" for code, *text in errors)
-            raise InstrumentReportedError(self.name, queue)
-        return errors
 
 
 class PM100Meter:

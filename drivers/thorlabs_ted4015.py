@@ -16,7 +16,12 @@ from typing import Any
 from pymeasure.instruments import Instrument, SCPIMixin
 from pymeasure.instruments.validators import strict_discrete_set
 
-from drivers.errors import InstrumentError, InstrumentReportedError, InstrumentTimeout, talking
+from drivers.errors import (
+    InstrumentError,
+    InstrumentTimeout,
+    RaiseQueuedErrors,
+    talking,
+)
 from drivers.visa import low_latency
 
 _UNIT_OF_REPLY = {"CEL": "C", "K": "K", "FAR": "F"}
@@ -45,7 +50,7 @@ def _unit(reply: str) -> str:
     return _UNIT_OF_REPLY[reply]
 
 
-class TED4015(SCPIMixin, Instrument):
+class TED4015(RaiseQueuedErrors, SCPIMixin, Instrument):
     """Thorlabs TED4015 temperature controller: set-point, reading, output, PID constants."""
 
     def __init__(self, adapter: Any, name: str = "Thorlabs TED4015", **kwargs: Any) -> None:
@@ -79,12 +84,6 @@ class TED4015(SCPIMixin, Instrument):
     pid_derivative = _loop_constant("DER", "A s/K")
     pid_period = _loop_constant("PER", "s")
 
-    def check_set_errors(self) -> list[Any]:
-        errors: list[Any] = self.check_errors()
-        if errors:
-            queue = "; ".join(f"{int(code)},{','.join(map(str, text))}" for code, *text in errors)
-            raise InstrumentReportedError(self.name, queue)
-        return errors
 
 
 class TED4015Tec:

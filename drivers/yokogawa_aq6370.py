@@ -16,7 +16,6 @@ instead of ~ 16 ASCII characters, and no parsing.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 import numpy as np
 import pyvisa
@@ -26,14 +25,19 @@ from pymeasure.instruments import Instrument
 from pymeasure.instruments.validators import strict_range
 from pymeasure.instruments.yokogawa.aq6370series import AQ6370D
 
-from drivers.errors import InstrumentError, InstrumentReportedError, InstrumentTimeout, talking
+from drivers.errors import (
+    InstrumentError,
+    InstrumentTimeout,
+    RaiseQueuedErrors,
+    talking,
+)
 from drivers.visa import low_latency
 
 _DIGITS_NM = 5  # 0.01 pm: below the 0.1 pm written, above float noise
 _TRACE = "TRA"  # the trace a sweep writes at power-up
 
 
-class LanAQ6370D(AQ6370D):
+class LanAQ6370D(RaiseQueuedErrors, AQ6370D):
     """pymeasure's AQ6370D with the LAN login as the instrument speaks it, and errors that raise."""
 
     wavelength_center = Instrument.control(
@@ -55,12 +59,6 @@ class LanAQ6370D(AQ6370D):
         if answer.lower() != "ready":
             raise InstrumentError(self.name, f"password refused: {answer!r}", "password")
 
-    def check_set_errors(self) -> list[Any]:
-        errors: list[Any] = self.check_errors()
-        if errors:
-            queue = "; ".join(f"{int(code)},{','.join(map(str, text))}" for code, *text in errors)
-            raise InstrumentReportedError(self.name, queue)
-        return errors
 
 
 class AQ6370Osa:
