@@ -80,10 +80,10 @@ BAD_FILES = {
         replace(PUMP_RESOURCE, 'resource = "TCPIP::192.0.2.10::5000::SOCKET"'),
         "instruments.pump.resource: a simulated instrument listens on a loopback"),
     "fault for an unknown instrument": (
-        replace("seed = 1", "seed = 1\n[simulation.faults.laser9]\nstall = true"),
+        DEFAULT + "\n[simulation.faults.laser9]\nstall = true\n",
         "simulation.faults.laser9: no such instrument"),
     "unknown fault knob": (
-        replace("seed = 1", "seed = 1\n[simulation.faults.pump]\nmelt = true"),
+        DEFAULT + "\n[simulation.faults.pump]\nmelt = true\n",
         "simulation.faults.pump.melt: unknown key"),
     "control port clash": (replace("seed = 1", 'seed = 1\ncontrol = "tcp://127.0.0.1:5000"'),
                            "simulation.control: port 5000 is already in use"),
