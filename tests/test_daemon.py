@@ -279,6 +279,7 @@ def test_bad_config_stops_serve_with_the_problem(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_demo_brings_up_a_locked_soliton_and_writes_a_report(tmp_path: Path) -> None:
     station = write_default_station(tmp_path)
     result = subprocess.run(labd("demo", "--config", str(station.path), "--report",

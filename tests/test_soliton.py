@@ -61,6 +61,7 @@ def wait_for_state(client: Client, states: set[str], timeout_s: float) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_cold_start_reaches_a_locked_single_soliton_like_the_seeds(
         soliton_daemon: RunningDaemon) -> None:
     spectra = Subscription(soliton_daemon.station.pub, ("osa.spectrum",), timeout_s=300)
