@@ -8,6 +8,7 @@ queued-error hooks: the daemon never uses it, so it cannot learn the world's ins
     {"op": "clear", "instrument": "pump"}                            -> {"ok": true, ...}
     {"op": "error", "instrument": "pump", "code": -350, "message": "Queue overflow"}
     {"op": "interlock", "instrument": "edfa", "open": true}          -> opens the EDFA interlock
+    {"op": "dropout", "instrument": "aux", "seconds": 0.2}           -> a laser goes dark briefly
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def apply(emulators: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
             setattr(faults, key, value)
     elif op == "clear":
         faults.clear()
+    elif op == "dropout":
+        knob = getattr(emulator, "drop_out", None)
+        if knob is None:
+            raise ControlError(f"{name} has no emission to drop")
+        knob(float(request.get("seconds", 0.1)))
     elif op == "interlock":
         knob = getattr(emulator, "open_interlock", None)
         if knob is None:

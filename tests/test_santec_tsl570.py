@@ -179,3 +179,16 @@ def test_pymeasure_sweeps_the_emulated_laser_at_the_set_speed() -> None:
     finally:
         laser.adapter.close()
         thread.close()
+
+
+def test_dropout_knob_darkens_the_laser_for_the_given_world_time() -> None:
+    clock = {"t": 0.0}
+    world = World(clock=lambda: clock["t"])
+    emulator = TSL570Emulator(world.pump, world.sync)
+    world.pump.diode_on = True
+    emulator.drop_out(0.5)
+    assert world.pump.emitted_power_mw == 0.0
+    clock["t"] = 0.4
+    assert emulator.handle(":POW:STAT?") == "0"  # still dark
+    clock["t"] = 0.6
+    assert emulator.handle(":POW:STAT?") == "1"  # back at the first message after 0.5 s

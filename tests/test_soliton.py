@@ -99,3 +99,4 @@ def test_cold_start_reaches_a_locked_single_soliton_like_the_seeds(
     traces = sqlite3.connect(database).execute(
         "SELECT body FROM telemetry WHERE topic = 'soliton.trace'").fetchall()
     assert any("power_meter.power_mw" in json.loads(body) for (body,) in traces)
+

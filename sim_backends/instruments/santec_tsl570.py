@@ -36,13 +36,23 @@ class TSL570Emulator:
         self.power_in_mw = False  # and in dBm
         self.parser = ScpiParser(self._commands())
         self.faults = Faults()
+        self._back_on_at: float | None = None
 
     def new_session(self) -> TSL570Emulator:
         return self
 
     def handle(self, message: str) -> str | bytes | None:
-        self.sync()  # a sweep in progress has moved on
+        now = self.sync()  # a sweep in progress has moved on
+        if self._back_on_at is not None and now >= self._back_on_at:
+            self.laser.diode_on, self._back_on_at = True, None
         return self.parser.handle(message)
+
+    def drop_out(self, seconds: float) -> None:
+        """Fault injection: the emission stops for at least ``seconds`` of world time (until
+        the first message after that), as a diode or fibre glitch would."""
+        if self.laser.diode_on:
+            self.laser.diode_on = False
+            self._back_on_at = self.sync() + seconds
 
     def _commands(self) -> list[Command]:
         return [
