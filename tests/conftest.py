@@ -216,3 +216,14 @@ def write_default_station(directory: Path) -> StationFile:
     ports = {"rpc": int(rpc[1].rsplit(":", 1)[1]), "pub": int(pub[1].rsplit(":", 1)[1]),
              "control": control}
     return StationFile(path, rpc[1], pub[1], ports)
+
+
+def raw_exchange(port: int, *messages: bytes, terminator: bytes = b"\r") -> list[bytes]:
+    """Send terminated messages on a raw socket; return the replies to the queries."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        replies = []
+        for message in messages:
+            sock.sendall(message + terminator)
+            if b"?" in message:
+                replies.append(sock.recv(4096))
+        return replies

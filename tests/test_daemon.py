@@ -19,11 +19,11 @@ from tests.conftest import (
     RunningDaemon,
     labd,
     port_is_free,
+    raw_exchange,
     wait_until_serving,
     write_default_station,
     write_station,
 )
-from tests.test_santec_tsl570 import raw_exchange
 
 
 def raw_call(endpoint: str, payload: bytes) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +18,7 @@ from drivers.santec_tsl570 import TSL570Laser
 from sim_backends.instruments.santec_tsl570 import TSL570Emulator
 from sim_backends.world.laser import TunableLaser
 from sim_backends.world.testbed import Testbed as World
-from tests.conftest import EmulatorThread
+from tests.conftest import EmulatorThread, raw_exchange
 
 CONNECT = [(b"*IDN?", b"SANTEC,TSL-570,21010001,0003.0008.0004"),
            (b":SYSTem:COMMunicate:CODe 1", None), (b":POWer:UNIT 1", None)]
@@ -108,17 +107,6 @@ def test_driver_against_emulator_round_trips_and_keeps_resolution(
         assert laser.wavelength_nm == pytest.approx(1556.0901, abs=1e-6)
     finally:
         laser.close()
-
-
-def raw_exchange(port: int, *messages: bytes) -> list[bytes]:
-    """Send CR-terminated messages on a raw socket; return the replies to the queries."""
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-        replies = []
-        for message in messages:
-            sock.sendall(message + b"\r")
-            if b"?" in message:
-                replies.append(sock.recv(4096))
-        return replies
 
 
 def test_emulator_error_queue_uses_scpi_codes(emulator: EmulatorThread) -> None:

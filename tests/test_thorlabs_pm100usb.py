@@ -22,7 +22,7 @@ from drivers.thorlabs_pm100usb import PM100Meter
 from sim_backends.instruments.thorlabs_pm100usb import S144C, SAMPLE_S, PM100USBEmulator
 from sim_backends.world.laser import C_M_PER_S
 from sim_backends.world.light import Light
-from tests.conftest import EmulatorThread
+from tests.conftest import EmulatorThread, raw_exchange
 
 IDN = (b"SYST:SENSOR:IDN?", b"S144C,190613301,13-JUN-2019,1,18,305")
 RANGE = [(b"SENS:CORR:WAV? MIN", b"8.000000E+02"), (b"SENS:CORR:WAV? MAX", b"1.700000E+03")]
@@ -188,21 +188,10 @@ def test_dbm_unit_and_manual_range_saturation(emulator: PM100USBEmulator, bench:
     assert handle("SENS:POW:RANG?") == "1.000000E-03"  # the smallest decade above the reading
 
 
-def raw_exchange(port: int, *messages: bytes) -> list[bytes]:
-    """Send LF-terminated messages on a raw socket; return the replies to the queries."""
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-        replies = []
-        for message in messages:
-            sock.sendall(message + b"\n")
-            if b"?" in message:
-                replies.append(sock.recv(4096))
-        return replies
-
-
 def test_bad_commands_fill_the_scpi_error_queue(served: EmulatorThread) -> None:
     replies = raw_exchange(served.port, b"SENS:CORR:BOGUS 3", b"SENS:CORR:WAV 2000",
                            b"SENS:POW:UNIT FURLONG", b"SENS:AVER:COUN 2.5", b"SYST:ERR?",
-                           b"SYST:ERR?", b"SYST:ERR?", b"SYST:ERR?", b"SYST:ERR?")
+                           b"SYST:ERR?", b"SYST:ERR?", b"SYST:ERR?", b"SYST:ERR?", terminator=b"\n")
     assert replies == [b'-113,"Undefined header"\n', b'-222,"Data out of range"\n',
                        b'-224,"Illegal parameter value"\n', b'-224,"Illegal parameter value"\n',
                        b'0,"No error"\n']
