@@ -95,6 +95,9 @@ class SolitonController:
             if self.machine.state is State.FAULT:
                 self.machine.fire(Event.RESET, "restarted by the operator")
             self.machine.fire(Event.START, f"sequence {sequence.name}")
+        self._launch(sequence)
+
+    def _launch(self, sequence: Sequence) -> None:
         self.abort.clear()
         self.run_name = sequence.name
         self.run_task = asyncio.create_task(self._run(sequence))
@@ -406,9 +409,7 @@ class SolitonController:
             self.pending.add(fault)
             fault.add_done_callback(self.pending.discard)
             return
-        self.abort.clear()
-        self.run_name = sequence.name
-        self.run_task = asyncio.create_task(self._run(sequence))
+        self._launch(sequence)
 
     async def _stop_lock(self) -> None:
         lock, self.lock_state = self.lock_state, None
