@@ -69,6 +69,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.stopping.set)
         loop.set_exception_handler(self._unhandled)
         testbed = None
+        heartbeat = asyncio.create_task(self.watchdog.heartbeat())
         try:
             if self.config.simulation is not None:
                 testbed = SimulatedTestbed(self.config_path,
@@ -78,9 +79,11 @@ class Daemon:
             await self.station.connect()
             await self._serve()
         finally:
+            # The loop keeps beating through the shutdown abort: a slow instrument is not a stall.
             await self.safety.abort("daemon shutdown", logging.INFO)
-            self.watchdog.stop()
-            self.station.close()
+            heartbeat.cancel()
+            await asyncio.to_thread(self.watchdog.stop)
+            await asyncio.to_thread(self.station.close)
             self.router.close(linger=0)
             self.telemetry.socket.close(linger=0)
             if testbed is not None:
@@ -94,7 +97,7 @@ class Daemon:
                  self.config.daemon.rpc, self.config.daemon.pub)
         self.watchdog.start()
         jobs = [self._receive(), self._watch_safety(), self.station.supervise(),
-                self.watchdog.heartbeat(), *map(self._poll, self.station.workers.values())]
+                *map(self._poll, self.station.workers.values())]
         tasks = [asyncio.create_task(job) for job in jobs]
         try:
             await self.stopping.wait()

@@ -14,6 +14,7 @@ import zmq
 
 from labd.client import Client, Subscription
 from labd.rpc import ErrorCode, RpcError
+from sim_backends.control import send_control
 from tests.conftest import (
     ROOT,
     RunningDaemon,
@@ -256,6 +257,37 @@ def test_shutdown_puts_lasers_in_safe_state(tmp_path: Path) -> None:
         assert daemon.wait(timeout=20) == 0
         for laser in ("pump", "aux"):
             assert raw_exchange(station.ports[laser], b":POW:STAT?") == [b"0\r"], laser
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        assert sim.wait(timeout=20) == 0
+
+
+def test_a_slow_bench_at_shutdown_is_not_taken_for_a_stalled_loop(tmp_path: Path) -> None:
+    """The loop goes on beating while the shutdown abort waits on slow instruments."""
+    station = write_station(tmp_path, simulated=False)
+    station.path.write_text(station.path.read_text().replace(
+        "call_timeout_s = 1.0", "call_timeout_s = 1.0\nwatchdog_s = 0.8"))
+    control = f"tcp://127.0.0.1:{station.ports['control']}"
+    sim = subprocess.Popen(labd("sim", "--config", str(station.path), "--control", control),
+                           cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert sim.stdout is not None
+        assert [sim.stdout.readline().strip() for _ in range(6)][-1] == "ready"
+        daemon = subprocess.Popen(labd("serve", "--config", str(station.path)), cwd=ROOT,
+                                  stderr=subprocess.PIPE, text=True)
+        wait_until_serving(station.rpc, daemon, 30)
+        with Client(station.rpc) as client:
+            client.acquire_lease("tester")
+            client.call("station.set", instrument="pump", parameter="output_enabled", value=True)
+        for name in ("pump", "aux", "edfa"):
+            send_control(control, {"instrument": name, "op": "faults",
+                                   "set": {"reply_delay_s": 0.3}})
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+        assert daemon.returncode == 0
+        assert "watchdog" not in stderr
+        send_control(control, {"instrument": "pump", "op": "clear"})
+        assert raw_exchange(station.ports["pump"], b":POW:STAT?") == [b"0\r"]
     finally:
         sim.send_signal(signal.SIGTERM)
         assert sim.wait(timeout=20) == 0
