@@ -155,6 +155,16 @@ class RampStep(_Step):
     rate_per_s: Positive
 
 
+class ShiftStep(_Step):
+    """Move ``instrument.parameter`` by ``by`` from where it is, at ``rate_per_s``."""
+
+    kind: Literal["shift"]
+    instrument: Name
+    parameter: Name
+    by: Number
+    rate_per_s: Positive
+
+
 class SweepStep(_Step):
     """Sweep ``instrument.parameter`` from ``start`` to ``stop`` while recording readings."""
 
@@ -344,8 +354,8 @@ class CallStep(_Step):
 
 
 Step = Annotated[
-    SetStep | RampStep | SweepStep | WaitStep | WaitUntilStep | EstimateStep | StepDownUntilStep
-    | VerifyStep | LockStep | CallStep,
+    SetStep | RampStep | ShiftStep | SweepStep | WaitStep | WaitUntilStep | EstimateStep
+    | StepDownUntilStep | VerifyStep | LockStep | CallStep,
     Field(discriminator="kind"),
 ]
 _STEP: TypeAdapter[Step] = TypeAdapter(Step)
@@ -406,7 +416,8 @@ def load_sequence(path: str | Path, text: str | None = None, *,
 
 Loc = tuple[str | int, ...]
 _KEYS = frozenset({"sequence", "parameters", "steps"})
-_IN_PARAMETER_UNIT = frozenset({"value", "to", "start", "stop", "step", "tolerance", "rate_per_s"})
+_IN_PARAMETER_UNIT = frozenset({"value", "to", "by", "start", "stop", "step", "tolerance",
+                                "rate_per_s"})
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
@@ -575,7 +586,7 @@ def _field_unit(step: Mapping[str, Any], loc: Loc) -> Unit | None:
     if not isinstance(key, str):
         return None
     if len(loc) == 1 and key in _IN_PARAMETER_UNIT and step.get("kind") in (
-            "set", "ramp", "sweep", "wait_until"):
+            "set", "ramp", "shift", "sweep", "wait_until"):
         name = step.get("parameter")
         unit = unit_of(name) if isinstance(name, str) else None
         return _per_second(unit) if unit and key == "rate_per_s" else unit
@@ -617,6 +628,8 @@ def _station_problems(step: Step, station: StationConfig) -> list[tuple[str, str
         case RampStep():
             return _parameter_problems(station, step.instrument, step.parameter, True, True,
                                        {"to": step.to})
+        case ShiftStep():
+            return _parameter_problems(station, step.instrument, step.parameter, True, True, {})
         case SweepStep():
             problems = _parameter_problems(station, step.instrument, step.parameter, True, True,
                                            {"start": step.start, "stop": step.stop})
@@ -700,6 +713,11 @@ def describe(step: Step) -> str:
             rate = _quantity(step.rate_per_s, _per_second(unit) if unit else None)
             return (f"ramp {step.instrument}.{step.parameter} to {_quantity(step.to, unit)} "
                     f"at {rate}")
+        case ShiftStep():
+            unit = unit_of(step.parameter)
+            rate = _quantity(step.rate_per_s, _per_second(unit) if unit else None)
+            return (f"shift {step.instrument}.{step.parameter} by {_quantity(step.by, unit)} "
+                    f"at {rate}")
         case SweepStep():
             unit = unit_of(step.parameter)
             rate = _quantity(step.rate_per_s, _per_second(unit) if unit else None)
@@ -770,6 +788,9 @@ class Procedures(Protocol):
 
     async def ramp(self, instrument: str, parameter: str, target: float,
                    rate_per_s: float) -> object: ...
+
+    async def shift(self, instrument: str, parameter: str, by: float,
+                    rate_per_s: float) -> object: ...
 
     async def sweep(self, instrument: str, parameter: str, start: float, stop: float,
                     rate_per_s: float, step: float, record: list[str],
@@ -916,6 +937,8 @@ class _Runner:
                 return await p.set(step.instrument, step.parameter, step.value)
             case RampStep():
                 return await p.ramp(step.instrument, step.parameter, step.to, step.rate_per_s)
+            case ShiftStep():
+                return await p.shift(step.instrument, step.parameter, step.by, step.rate_per_s)
             case SweepStep():
                 return await p.sweep(step.instrument, step.parameter, step.start, step.stop,
                                      step.rate_per_s, step.step, list(step.record),

@@ -95,7 +95,7 @@ def test_plan_of_single_soliton_lists_its_steps_with_units() -> None:
         "lock the comb power at the power at lock time with the aux_wavelength",
     ):
         assert any(expected in line for line in lines), expected
-    assert sum(line.lstrip()[:1].isdigit() for line in lines) == 18 + 12 + 4
+    assert sum(line.lstrip()[:1].isdigit() for line in lines) == 18 + 12 + 5
 
 
 # --- bad files -----------------------------------------------------------------------------------
@@ -270,6 +270,10 @@ class FakeBench:
     async def ramp(self, instrument: str, parameter: str, target: float,
                    rate_per_s: float) -> None:
         await self._do("ramp", instrument, parameter, target, rate_per_s)
+
+    async def shift(self, instrument: str, parameter: str, by: float,
+                    rate_per_s: float) -> None:
+        await self._do("shift", instrument, parameter, by, rate_per_s)
 
     async def sweep(self, instrument: str, parameter: str, start: float, stop: float,
                     rate_per_s: float, step: float, record: list[str],
@@ -514,8 +518,10 @@ def test_shipped_single_soliton_runs_against_the_double() -> None:
     result, _, elapsed = run(seq, bench)
     assert result.ok, result
     kinds = [call[0] for call in bench.calls]
-    assert kinds[-4:] == ["estimate", "step_down_until", "verify", "lock"]
+    assert kinds[-5:] == ["estimate", "step_down_until", "shift", "verify", "lock"]
     assert ("ramp", "edfa", "output_w", 3.5, 1.0) in bench.calls
+    assert ("shift", "pump", "wavelength_nm", pytest.approx(0.5e-3), pytest.approx(1e-3)) \
+        in bench.calls
     assert ("step_down_until", 1, "pump_wavelength", 0.1, 0.2, 600) in bench.calls
     assert elapsed < 2.0
 

@@ -10,6 +10,7 @@ soliton under lock starts ``recover`` by itself.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,11 @@ log = logging.getLogger(__name__)
 READINGS_PER_LEVEL = 3  # power-meter readings averaged for one level
 JUMP_NOISE_FACTOR = 6.0  # a level change beyond this many noise sigmas is a soliton step
 LOCK_PERIOD_S = 0.1
+MI_RELATIVE_NOISE = 1e-3  # power-meter noise / level above which a speckled comb is MI
+# Loss: the power held away from the set-point by half a learned soliton step, and by at least
+# this share of the set-point (N = 1 -> 0 moves it ~ 1 %; the aux's 0.1 pm resolution ~ 0.02 %).
+LOSS_STEP_FRACTION = 0.5
+LOSS_MIN_FRACTION = 0.005
 TRACE_CHUNK_S = 0.5  # soliton.trace is published in chunks this often
 
 
@@ -176,6 +182,12 @@ class SolitonController:
         self.station.ramps_cancelled.clear()
         await worker.ramp(parameter, checked, rate, self.station.ramps_cancelled)
         return await worker.get(parameter)
+
+    async def shift(self, instrument: str, parameter: str, by: float,
+                    rate_per_s: float) -> object:
+        """Move ``parameter`` by ``by`` from where it is now, at ``rate_per_s``."""
+        now = float(await self.station.worker(instrument).get(parameter))
+        return await self.ramp(instrument, parameter, now + by, rate_per_s)
 
     async def wait(self, seconds: float) -> object:
         await asyncio.sleep(seconds)
@@ -324,11 +336,20 @@ class SolitonController:
         self.publish("osa.spectrum", {"wavelength_nm": wavelength_nm.tolist(),
                                       "power_dbm": power_dbm.tolist()})
         spectrum = analyse_spectrum(wavelength_nm, power_dbm)
+        if spectrum.classification == "mi" and await self._quiet():
+            spectrum = dataclasses.replace(spectrum, classification="multi_soliton")
         m = self.measured
         m.classification, m.lines_20db = spectrum.classification, spectrum.lines_20db
         m.spacing_ghz, m.bandwidth_3db_thz = (
             _finite(spectrum.spacing_ghz), _finite(spectrum.bandwidth_3db_thz))
         return spectrum
+
+    async def _quiet(self) -> bool:
+        """Whether the through-port power is quiet. Many solitons interfere into a speckled
+        spectrum the OSA cannot tell from MI; their intensity is steady, MI's is noisy
+        (design/physics.md, section 3)."""
+        level, noise = await self._level_and_noise()
+        return noise < MI_RELATIVE_NOISE * abs(level)
 
     def _soliton_number(self, spectrum: SpectrumAnalysis, power: float) -> int | None:
         """1 if the OSA shows one soliton; 0 for MI or no comb; for several, the count from
@@ -376,9 +397,13 @@ class SolitonController:
         value = float(await worker.get(parameter)) + sign * step * scale
         await worker.write(parameter, worker.checked(worker.spec(parameter), value))
 
+    def _loss_band_mw(self, setpoint_mw: float) -> float:
+        step = abs(self.measured.step_mw or 0.0)
+        return max(LOSS_STEP_FRACTION * step, LOSS_MIN_FRACTION * abs(setpoint_mw))
+
     async def _hold(self, worker: InstrumentWorker, parameter: str, base: float, scale: float,
                     pid: Pid) -> None:
-        loss = LossDetector(pid.setpoint)
+        loss = LossDetector(pid.setpoint, self._loss_band_mw(pid.setpoint))
         spec = worker.spec(parameter)
         last = time.monotonic()
         while True:
@@ -390,7 +415,9 @@ class SolitonController:
             await worker.write(parameter, worker.checked(spec, base + output * scale))
             self.measured.comb_power_mw = power
             self.publish("soliton.lock", {"error_mw": pid.setpoint - power, "output": output,
-                                          "power_mw": power, "actuator": parameter})
+                                          "power_mw": power, "actuator": parameter,
+                                          "saturated": pid.saturated,
+                                          "loss_band_mw": loss.band_mw})
             if loss.update(power, dt):
                 asyncio.get_running_loop().call_soon(self._spawn_recovery,
                                                      f"comb power {power:.4g} mW, "

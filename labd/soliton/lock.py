@@ -42,8 +42,10 @@ class Pid:
         unclamped = self.kp * error + self.integral + self.ki * error * dt_s \
             + self.kd * self._derivative
         output = min(max(unclamped, self.output_min), self.output_max)
-        if output == unclamped or math.copysign(1, error) != math.copysign(1, unclamped - output):
-            self.integral += self.ki * error * dt_s  # integrate unless it would push further out
+        increment = self.ki * error * dt_s
+        pushes_out = math.copysign(1, increment) == math.copysign(1, unclamped - output)
+        if output == unclamped or not pushes_out:
+            self.integral += increment  # integrate unless it would push further out
         return output
 
     @property
@@ -53,20 +55,21 @@ class Pid:
 
 @dataclass
 class LossDetector:
-    """Declares the soliton lost when the comb power leaves a band for long enough.
+    """Declares the soliton lost when the power leaves a band around the set-point for long
+    enough.
 
-    A lost soliton drops the comb power by about one soliton's share (N = 1 -> 0: almost all
-    of it), far beyond the lock's noise; ``hold_s`` rejects single noisy readings, and bounds
-    the detection time to ``hold_s`` plus one reading interval.
+    A lost soliton moves the through-port power by one soliton's step (N = 1 -> 0), which the
+    step-down measured; half of it is far beyond what the held lock moves. ``hold_s`` rejects
+    single noisy readings and bounds the detection time to ``hold_s`` plus one reading interval.
     """
 
     reference_mw: float
-    fraction: float = 0.5  # outside [1 - f, 1 + f] x reference counts as away
+    band_mw: float
     hold_s: float = 0.5
     _away_s: float = field(default=0.0, init=False)
 
     def update(self, power_mw: float, dt_s: float) -> bool:
         """True once the power has been away from the reference for ``hold_s``."""
-        away = abs(power_mw - self.reference_mw) > self.fraction * self.reference_mw
+        away = abs(power_mw - self.reference_mw) > self.band_mw
         self._away_s = self._away_s + dt_s if away else 0.0
         return self._away_s >= self.hold_s
