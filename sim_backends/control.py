@@ -9,6 +9,8 @@ queued-error hooks: the daemon never uses it, so it cannot learn the world's ins
     {"op": "error", "instrument": "pump", "code": -350, "message": "Queue overflow"}
     {"op": "interlock", "instrument": "edfa", "open": true}          -> opens the EDFA interlock
     {"op": "dropout", "instrument": "aux", "seconds": 0.2}           -> a laser goes dark briefly
+    {"op": "drift", "instrument": "pump", "rate_pm_per_h": 1.0, "wander_pm_per_sqrt_h": 1.0,
+     "seed": 3}                                                     -> its wavelength wanders
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ def apply(emulators: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
         if knob is None:
             raise ControlError(f"{name} has no emission to drop")
         knob(float(request.get("seconds", 0.1)))
+    elif op == "drift":
+        knob = getattr(emulator, "set_drift", None)
+        if knob is None:
+            raise ControlError(f"{name} has no wavelength to drift")
+        knob(float(request.get("rate_pm_per_h", 0.0)),
+             float(request.get("wander_pm_per_sqrt_h", 0.0)), int(request.get("seed", 0)))
     elif op == "interlock":
         knob = getattr(emulator, "open_interlock", None)
         if knob is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 from pymeasure.instruments.santec.tsl570 import TSL570, SweepStatus
 from pymeasure.test import expected_protocol
@@ -16,7 +17,7 @@ from drivers.errors import (
 )
 from drivers.santec_tsl570 import TSL570Laser
 from sim_backends.instruments.santec_tsl570 import TSL570Emulator
-from sim_backends.world.laser import TunableLaser
+from sim_backends.world.laser import LaserDrift, TunableLaser
 from sim_backends.world.testbed import Testbed as World
 from tests.conftest import EmulatorThread, raw_exchange
 
@@ -180,3 +181,29 @@ def test_dropout_knob_darkens_the_laser_for_the_given_world_time() -> None:
     assert emulator.handle(":POW:STAT?") == "0"  # still dark
     clock["t"] = 0.6
     assert emulator.handle(":POW:STAT?") == "1"  # back at the first message after 0.5 s
+
+
+def test_drift_knob_moves_the_emission_but_not_the_readout() -> None:
+    clock = {"t": 0.0}
+    world = World(clock=lambda: clock["t"])
+    emulator = TSL570Emulator(world.pump, world.sync)
+    emulator.handle(":SYST:COMM:CODE 1")
+    set_m = world.pump.wavelength_m
+    emulator.set_drift(rate_pm_per_h=3600.0, wander_pm_per_sqrt_h=0.0)
+    clock["t"] = 2.0
+    world.sync()
+    assert world.pump.emitted_wavelength_m - set_m == pytest.approx(2e-12, rel=1e-6)
+    assert float(emulator.handle(":WAV?")) == pytest.approx(set_m, abs=1e-14)
+
+
+def test_wander_is_a_random_walk_of_the_given_strength() -> None:
+    """400 lasers wandering 1 pm/sqrt(h) for an hour in 100 steps: spread 1 pm (5 sigma: 18 %),
+    mean 0; independent of how the hour is cut."""
+    rng = np.random.default_rng(5)
+    drifts = [LaserDrift(rng, wander_pm_per_sqrt_h=1.0) for _ in range(400)]
+    for drift in drifts:
+        for _ in range(100):
+            drift.advance(36.0)
+    offsets = np.array([d.offset_pm for d in drifts])
+    assert offsets.std() == pytest.approx(1.0, rel=0.18)
+    assert abs(offsets.mean()) < 5 * 1.0 / np.sqrt(400)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
+
 from sim_backends.faults import Faults
 from sim_backends.scpi import Call, Command, ScpiParser, data_out_of_range, illegal_value
-from sim_backends.world.laser import TunableLaser
+from sim_backends.world.laser import LaserDrift, TunableLaser
 
 _RESOLUTION_M = 1e-13
 _SWEEP_SPEEDS_NM_PER_S = (1, 2, 5, 10, 20, 50, 100, 200)
@@ -53,6 +55,13 @@ class TSL570Emulator:
         if self.laser.diode_on:
             self.laser.diode_on = False
             self._back_on_at = self.sync() + seconds
+
+    def set_drift(self, rate_pm_per_h: float, wander_pm_per_sqrt_h: float, seed: int = 0) -> None:
+        """Fault injection: the emitted wavelength drifts and wanders from now on (the readout
+        still shows the set wavelength, as a real laser's does)."""
+        self.sync()
+        self.laser.drift = LaserDrift(np.random.default_rng(seed), rate_pm_per_h,
+                                      wander_pm_per_sqrt_h)
 
     def _commands(self) -> list[Command]:
         return [

@@ -5,14 +5,38 @@ in nm/s, from a start to a stop wavelength, either direction) and carries a fine
 pm on top of either. Devices that depend on the frequency during an interval (the resonator) are
 advanced in segments over which the wavelength is linear in time: ``time_to_next_change_s`` says
 how long the present segment lasts and ``sweep_rate_m_per_s`` its slope.
+
+An external-cavity laser's frequency is not perfectly stable: ``LaserDrift`` adds a linear drift
+and a random walk (the cavity's slow thermal and mechanical creep; a Santec TSL-570 holds its
+wavelength to about +-1 pm over an hour). It moves in steps at each ``advance``, which the world
+calls at least once per sync: far below a resonance linewidth per step at realistic rates.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 C_M_PER_S = 299_792_458.0
+
+
+@dataclass
+class LaserDrift:
+    """Slow wandering of the emitted wavelength: linear drift plus a random walk, in pm."""
+
+    rng: np.random.Generator
+    rate_pm_per_h: float = 0.0
+    wander_pm_per_sqrt_h: float = 0.0
+    offset_pm: float = 0.0
+
+    def advance(self, dt_s: float) -> None:
+        hours = dt_s / 3600.0
+        self.offset_pm += self.rate_pm_per_h * hours
+        if self.wander_pm_per_sqrt_h > 0.0:
+            self.offset_pm += self.wander_pm_per_sqrt_h * math.sqrt(hours) * float(
+                self.rng.standard_normal())
 
 
 @dataclass
@@ -34,6 +58,8 @@ class TunableLaser:
     sweeping: bool = False
     #: Where a running sweep has got to (the emitted wavelength while sweeping, before fine tuning).
     sweep_position_m: float = 1550.0e-9
+    #: The frequency's slow wandering (None: a perfectly stable laser).
+    drift: LaserDrift | None = field(default=None, repr=False)
 
     @property
     def emitted_power_mw(self) -> float:
@@ -42,9 +68,11 @@ class TunableLaser:
 
     @property
     def emitted_wavelength_m(self) -> float:
-        """Wavelength leaving the laser now: sweep position or set wavelength, plus fine tuning."""
+        """Wavelength leaving the laser now: sweep position or set wavelength, plus fine tuning
+        and drift."""
         base = self.sweep_position_m if self.sweeping else self.wavelength_m
-        return base + self.fine_tuning_pm * 1e-12
+        drift_pm = 0.0 if self.drift is None else self.drift.offset_pm
+        return base + (self.fine_tuning_pm + drift_pm) * 1e-12
 
     @property
     def frequency_hz(self) -> float:
@@ -80,7 +108,10 @@ class TunableLaser:
         return abs(self.sweep_stop_m - self.sweep_position_m) / abs(self.sweep_rate_m_per_s)
 
     def advance(self, dt_s: float) -> None:
-        """Move a running sweep on by dt_s; at the stop wavelength the laser stays there."""
+        """Move a running sweep on by dt_s (at the stop wavelength the laser stays there), and the
+        drift."""
+        if self.drift is not None:
+            self.drift.advance(dt_s)
         if not self.sweeping:
             return
         if dt_s >= self.time_to_next_change_s():
