@@ -173,6 +173,12 @@ class ID1000Counter:
                 counts[counter_name] = int(block.counts)
         return counts
 
+    def reset_counts(self) -> None:
+        """Clear every counter and start a new window now (a read then waits out one window)."""
+        for block in self.counters.values():
+            with talking(self.name, f"{block.header}:COUN:RESE"):
+                block.reset_counter()
+
     def safe_state(self) -> None:
         """Nothing to do: a time controller emits no light and drives nothing."""
 

@@ -194,6 +194,7 @@ class Awg(Instrument, Protocol):
     """Arbitrary waveform generator driving the QKD modulators."""
 
     output_enabled: bool
+    dac_mode: str  # how the DACs are used from the next upload on (M8195A: SING ... FOUR, DCM)
 
     @property
     def sample_rate_hz(self) -> float: ...
@@ -229,3 +230,6 @@ class SpdCounter(Instrument, Protocol):
 
     def read_counts(self) -> dict[str, int]:
         """Counts of every configured counter over the last completed window, by counter name."""
+
+    def reset_counts(self) -> None:
+        """Clear every counter and start a new window now."""

@@ -9,6 +9,7 @@ from pydantic import Field, StrictBool, StrictFloat
 
 from labd.config import StationConfig
 from labd.leases import Lease, LeaseTable
+from labd.qkd.service import ChannelRequest, QkdService
 from labd.rpc import CommandParams, ErrorCode, Method, NoParams, Params, Result, RpcError
 from labd.safety import INTERLOCKS, Safety
 from labd.sequences import Sequence, SequenceError, plan
@@ -27,6 +28,7 @@ class Services:
     leases: LeaseTable
     safety: Safety
     soliton: SolitonController
+    qkd: QkdService
 
 
 class ParameterInfo(Result):
@@ -152,6 +154,47 @@ class SequenceStatus(Result):
     last: dict[str, Any] | None = Field(description="status, message, step of the last run")
 
 
+class QkdChannelParams(Params):
+    channel: int = Field(description="ITU channel of the DEMUX (100 GHz grid), a [qkd.channels] "
+                                     "key of instruments.toml")
+    transmitter: dict[str, Any] = Field(
+        default_factory=dict,
+        description="changes to the channel's system settings (TransmitterSettings): "
+                    "intensities (mu fixed), class_weights, p_x, phase_levels, pattern_slots, seed")
+
+
+class QkdStartParams(CommandParams):
+    channels: list[QkdChannelParams] | None = Field(
+        default=None, description="none: the seed's TR1 and TR2, each on its channel")
+
+
+class QkdClass(Result):
+    intensity: float = Field(description="mean photons per pulse Alice sends")
+    gain: float = Field(description="clicks per gate sent")
+    qber: float = Field(description="sifted error rate, fraction")
+
+
+class QkdChannelStatus(Result):
+    channel: int
+    qber: float | None = Field(description="signal class, fraction; null before the first window")
+    gain: float | None = Field(description="signal class, clicks per gate")
+    sifted_bps: float | None
+    skr_bps: float | None = Field(description="finite key (Lim 2014) of the run's block, after "
+                                              "post-processing")
+    skr_asymptotic_bps: float | None = Field(description="GLLP, two weak decoys")
+    y1_lower: float | None
+    e1_upper: float | None
+    classes: dict[str, QkdClass] | None = Field(description="mu, nu1, nu2")
+    system: str = Field(description="the seed's system the channel's hardware is set up for")
+    block_s: float = Field(description="gate time counted so far: the finite-key block")
+    error: str | None = Field(description="the last update's problem, if it failed")
+
+
+class QkdStatus(Result):
+    running: bool
+    channels: list[QkdChannelStatus]
+
+
 def methods(services: Services) -> list[Method]:
     """Every method the daemon serves, bound to its services."""
     station, leases, safety = services.station, services.leases, services.safety
@@ -200,6 +243,23 @@ def methods(services: Services) -> list[Method]:
     async def sequence_abort(p: StopParams) -> SequenceStatus:
         await soliton.stop(p.reason)
         return await sequence_status(NoParams())
+
+    qkd = services.qkd
+
+    def qkd_status(channels: list[dict[str, Any]]) -> QkdStatus:
+        return QkdStatus(running=qkd.running,
+                         channels=[QkdChannelStatus.model_validate(c) for c in channels])
+
+    async def qkd_start(p: QkdStartParams) -> QkdStatus:
+        requests = None if p.channels is None else [
+            ChannelRequest(c.channel, c.transmitter) for c in p.channels]
+        return qkd_status(await qkd.start(requests))
+
+    async def qkd_get_status(_: NoParams) -> QkdStatus:
+        return qkd_status(qkd.status())
+
+    async def qkd_stop(p: StopParams) -> QkdStatus:
+        return qkd_status(await qkd.stop())
 
     async def station_set(p: SetParams) -> ParameterValue:
         soliton.refuse_if_driven(p.instrument)
@@ -261,6 +321,12 @@ def methods(services: Services) -> list[Method]:
                SequenceStatus, sequence_status),
         Method("sequence.abort", "stop the running sequence safely", StopParams, SequenceStatus,
                sequence_abort),
+        Method("qkd.start", "patterns on the AWGs, counting and estimates on the given channels "
+               "(default: the seed's TR1 and TR2)", QkdStartParams, QkdStatus, qkd_start),
+        Method("qkd.status", "per channel: QBER, gains, sifted and secret key rates, decoy bounds",
+               NoParams, QkdStatus, qkd_get_status),
+        Method("qkd.stop", "stop counting and the AWGs; the last estimates stay", StopParams,
+               QkdStatus, qkd_stop),
     ]
 
 

@@ -14,7 +14,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -113,8 +113,47 @@ class SimulationConfig(_Strict):
     speed: Annotated[float, Field(gt=0, le=1000, description="world seconds per wall second")] = (
         1.0
     )
+    comb: Annotated[Literal["chip", "ideal"], Field(
+        description="light at Alice's DEMUX: the chip's through port, or the seed's ideal "
+                    "single-soliton comb (QKD without the soliton bring-up)")] = "chip"
 
     _check_control = field_validator("control")(_endpoint)
+
+
+class QkdChannelConfig(_Strict):
+    """One QKD system on a DEMUX channel (``[qkd.channels.<ITU channel>]``): its instruments and
+    Bob's receiver. The simulated testbed builds its receiver from these fields."""
+
+    system: Annotated[Literal["TR1", "TR2"], Field(
+        description="the seed's transmitter this hardware is set up for: its attenuator gives that "
+                    "mu, its RF drivers that system's modulator gains at the AWG's 0.5 Vpp")]
+    awg: Annotated[str, Field(description="instrument (role awg) driving the transmitter")]
+    counter: Annotated[str, Field(description="instrument (role spd_counter) counting Bob's SPDs")]
+    bias: Annotated[str | None, Field(
+        description="instrument (role bias) holding the transmitter's IM2 at its peak, locked "
+                    "by qkd.start before the pattern plays; none: held without drift")] = None
+    detectors: Annotated[int, Field(ge=1, le=2, description="SPDs: 1 (four-phase decoder, like "
+                                                            "TR1) or 2 (like TR2)")]
+    excess_loss_db: Annotated[float, Field(
+        ge=0, le=40, description="receiver loss beyond the decoder's interfering time bin "
+                                 "(circulator, phase modulator, interferometer)")] = 3.0
+    dead_time_s: Annotated[float, Field(ge=0, le=1e-3, description="each SPD's dead time")] = 5e-8
+    post_processing_efficiency: Annotated[float, Field(
+        gt=0, le=1, description="share of the finite-key rate left after post-processing")] = 1.0
+
+
+class QkdConfig(_Strict):
+    """The ``[qkd]`` table: estimation settings and the QKD systems by DEMUX channel."""
+
+    update_interval_s: Annotated[float, Field(
+        gt=0, le=3600, description="one counting window is read and estimated this often")] = 1.0
+    integration_time_s: Annotated[float, Field(
+        ge=0.001, le=65.535, description="counting window (instrument time)")] = 1.0
+    f_ec: Annotated[float, Field(ge=1, le=2, description="error-correction inefficiency")] = 1.16
+    eps_sec: Annotated[float, Field(gt=0, lt=1)] = 1e-10
+    eps_cor: Annotated[float, Field(gt=0, lt=1)] = 1e-15
+    channels: dict[Annotated[str, Field(pattern=r"^[0-9]{1,3}$")], QkdChannelConfig] = Field(
+        default_factory=dict, description="by ITU channel number (100 GHz grid, C31 = 193.1 THz)")
 
 
 def _ordered_pair(pair: list[float]) -> list[float]:
@@ -171,6 +210,7 @@ class StationConfig(_Strict):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     simulation: SimulationConfig | None = None
     instruments: dict[str, InstrumentConfig]
+    qkd: QkdConfig = Field(default_factory=QkdConfig)
 
     def by_role(self, role: Role) -> list[str]:
         """Names of the instruments that fill ``role``."""
@@ -240,6 +280,7 @@ def _cross_checks(config: StationConfig) -> list[Problem]:
     for name, inst in config.instruments.items():
         problems += _instrument_problems(f"instruments.{name}", name, inst, config)
     problems += _resource_clashes(config)
+    problems += _qkd_problems(config)
     if config.simulation is not None:
         problems += _simulation_problems(config, config.simulation)
     for role in REQUIRED_ROLES:
@@ -295,6 +336,30 @@ def _simulation_problems(config: StationConfig, simulation: SimulationConfig) ->
     if int(match["port"]) in ports:
         problems.append(Problem("simulation.control", f"port {match['port']} is already in use "
                                 "by the daemon or an instrument"))
+    return problems
+
+
+def _qkd_problems(config: StationConfig) -> list[Problem]:
+    problems = []
+    used: dict[str, str] = {}
+    for key, channel in config.qkd.channels.items():
+        for field, role in (("awg", Role.AWG), ("counter", Role.SPD_COUNTER), ("bias", Role.BIAS)):
+            name = getattr(channel, field)
+            if name is None:
+                continue
+            path = f"qkd.channels.{key}.{field}"
+            inst = config.instruments.get(name)
+            if inst is None or inst.role != role:
+                problems.append(Problem(path, f"no instrument {name!r} with role {role}"))
+            elif name in used:
+                problems.append(Problem(path, f"{name} already serves {used[name]}"))
+            used.setdefault(name, path)
+    speed = config.simulation.speed if config.simulation is not None else 1.0
+    if config.qkd.update_interval_s * speed < config.qkd.integration_time_s:
+        problems.append(Problem("qkd.update_interval_s", (
+            f"a counting window of {config.qkd.integration_time_s} s (instrument time) must end "
+            f"within each update: at speed {speed} that takes "
+            f"{config.qkd.integration_time_s / speed:g} s")))
     return problems
 
 

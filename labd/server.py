@@ -20,6 +20,7 @@ import zmq.asyncio
 from labd.api import Services, methods
 from labd.config import StationConfig
 from labd.leases import LeaseTable
+from labd.qkd.service import QkdService
 from labd.rpc import CallRecord, Dispatcher, ErrorCode, RpcError
 from labd.safety import Safety, Watchdog
 from labd.simulation import SimulatedTestbed
@@ -54,8 +55,10 @@ class Daemon:
             SolitonMachine(self.telemetry.publish, self.recorder.transition),
             self.telemetry.publish, config_path.parent / config.daemon.sequences)
         self.safety.listeners.append(self.soliton.on_safety_abort)
+        self.qkd = QkdService(config.qkd, self.station, self.telemetry.publish)
         self.dispatcher = Dispatcher(
-            methods(Services(config, self.station, self.leases, self.safety, self.soliton)),
+            methods(Services(config, self.station, self.leases, self.safety, self.soliton,
+                             self.qkd)),
             lease_check=lambda token: self.leases.check(token).holder,
             audit=self._audit,
             on_internal_error=lambda exc: self._spawn(self.safety.abort(f"unhandled error: {exc}")),
@@ -79,6 +82,7 @@ class Daemon:
             await self.station.connect()
             await self._serve()
         finally:
+            self.qkd.cancel()
             # The loop keeps beating through the shutdown abort: a slow instrument is not a stall.
             await self.safety.abort("daemon shutdown", logging.INFO)
             heartbeat.cancel()

@@ -14,22 +14,55 @@ import signal
 import sys
 from pathlib import Path
 
-from labd.config import SimulationConfig, StationConfig
+from labd.config import QkdChannelConfig, SimulationConfig, StationConfig
+from labd.qkd.patterns import AWG_CHANNEL
+from labd.qkd.receiver import COMBINERS
+from labd.qkd.transmitter import SYSTEMS
 from sim_backends.control import serve_control
-from sim_backends.runner import EmulatedInstrument, start_testbed
+from sim_backends.registry import EmulatedInstrument
+from sim_backends.runner import start_testbed
+from sim_backends.world.counters import SinglePhotonDetector
+from sim_backends.world.qkd_feed import AWG_DEFAULT_HALF_SWING_V
+from sim_backends.world.qkd_link import Receiver
+from sim_backends.world.testbed import QkdSystem
 
 log = logging.getLogger(__name__)
 READY = "ready"
 
 
 def emulated_instruments(config: StationConfig) -> list[EmulatedInstrument]:
-    """The instruments of the config, with the loopback address each emulator listens on."""
+    """The instruments of the config, with the loopback address each emulator listens on, and
+    for the AWGs and time controllers of QKD systems their channel and combiner wiring."""
+    channel_of = {getattr(qkd, role): int(key) for key, qkd in config.qkd.channels.items()
+                  for role in ("awg", "counter")}
+    counters = {qkd.counter for qkd in config.qkd.channels.values()}
+    combiners = {int(name.removeprefix("tsco")): sifted for name, sifted in COMBINERS.items()}
     result = []
     for name, inst in config.instruments.items():
         address = inst.socket_address()
         if address is not None:
-            result.append(EmulatedInstrument(name, inst.role, inst.model, *address))
+            result.append(EmulatedInstrument(
+                name, inst.role, inst.model, *address, channel_of.get(name),
+                combiners if name in counters else {}))
     return result
+
+
+def qkd_systems(config: StationConfig) -> tuple[QkdSystem, ...]:
+    """The world's QKD systems as ``[qkd.channels]`` describes the hardware; the one with a bias
+    controller first (the world's MBX sits on the first system's IM2)."""
+    channels = sorted(config.qkd.channels.items(), key=lambda item: item[1].bias is None)
+    return tuple(_system(int(key), qkd) for key, qkd in channels)
+
+
+def _system(channel: int, qkd: QkdChannelConfig) -> QkdSystem:
+    settings = SYSTEMS[qkd.system]
+    return QkdSystem(
+        channel=channel, intensities=settings.intensities,
+        receiver=Receiver(detectors=qkd.detectors, four_phase=qkd.detectors == 1,
+                          excess_loss_db=qkd.excess_loss_db),
+        detector=SinglePhotonDetector(dead_time_s=qkd.dead_time_s),
+        rf_driver_gain={awg_channel: settings.calibration(drive).rf_gain_v
+                        / AWG_DEFAULT_HALF_SWING_V for drive, awg_channel in AWG_CHANNEL.items()})
 
 
 async def run_sim(config: StationConfig, exit_on_stdin_eof: bool,
@@ -39,7 +72,8 @@ async def run_sim(config: StationConfig, exit_on_stdin_eof: bool,
     faults = {name: knobs.model_dump(exclude_unset=True)
               for name, knobs in simulation.faults.items()}
     testbed = await start_testbed(emulated_instruments(config), simulation.seed, faults,
-                                  simulation.speed)
+                                  simulation.speed, qkd_systems(config),
+                                  ideal_comb=simulation.comb == "ideal")
     control_endpoint = control_endpoint or simulation.control
     control = asyncio.create_task(serve_control(control_endpoint, testbed.emulators))
     for line in testbed.lines:

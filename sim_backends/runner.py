@@ -7,21 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.roles import Role
-from sim_backends.registry import EMULATORS
+from sim_backends.registry import EMULATORS, EmulatedInstrument
 from sim_backends.server import Emulator, Server, server_for
-from sim_backends.world.testbed import Testbed
+from sim_backends.world.demux import seed_comb
+from sim_backends.world.testbed import QkdSystem, Testbed
 
-
-@dataclass(frozen=True)
-class EmulatedInstrument:
-    """Where one simulated instrument listens."""
-
-    name: str
-    role: Role
-    model: str
-    host: str
-    port: int
+#: Centre line of the ideal comb: a comb of a few tens of mW, as a watt-pumped microring gives,
+#: enough for an MBX to lock an IM2 at its peak (its dither's second harmonic is weak there).
+IDEAL_COMB_LINE_MW = 1.0
 
 
 @dataclass
@@ -46,17 +39,21 @@ def scaled_clock(speed: float) -> Callable[[], float]:
 
 async def start_testbed(
     instruments: list[EmulatedInstrument], seed: int, faults: dict[str, dict[str, Any]],
-    speed: float = 1.0,
+    speed: float = 1.0, qkd_systems: tuple[QkdSystem, ...] = (), ideal_comb: bool = False,
 ) -> RunningTestbed:
-    """Build the world (its clock ``speed`` times the wall's) and listen for every instrument
-    that has an emulator."""
-    testbed = RunningTestbed(Testbed(seed=seed, clock=scaled_clock(speed)))
+    """Build the world (its clock ``speed`` times the wall's; its QKD systems, if given; the
+    seed's ideal comb at Alice's DEMUX instead of the chip's light, if ``ideal_comb``) and listen
+    for every instrument that has an emulator."""
+    world = (Testbed(seed=seed, clock=scaled_clock(speed), qkd_systems=qkd_systems)
+             if qkd_systems else Testbed(seed=seed, clock=scaled_clock(speed)))
+    world.comb_override = seed_comb(IDEAL_COMB_LINE_MW) if ideal_comb else None
+    testbed = RunningTestbed(world)
     for inst in instruments:
         factory = EMULATORS.get(inst.model)
         if factory is None:
             testbed.lines.append(f"{inst.name:<12} {inst.model:<20} not implemented")
             continue
-        emulator = factory(testbed.world, inst.role)
+        emulator = factory(testbed.world, inst)
         for knob, value in faults.get(inst.name, {}).items():
             setattr(emulator.faults, knob, value)
         server = server_for(emulator)

@@ -157,7 +157,7 @@ def served(counting: CountingSystem, clock: FakeClock) -> Iterator[ServedEmulato
         counting.advance(clock.now_s - counting.time_s)
         return counting.time_s
 
-    wiring = {9: GatedCounterWiring(detector_input=1, gate_class="mu.X.0", marker_link="INPU3")}
+    wiring = {9: GatedCounterWiring(((1, "mu.X.0"),), marker_link="INPU3")}
     server = ServedEmulator(ID1000Emulator(counting, sync, gated=wiring))
     yield server
     server.close()

@@ -524,14 +524,20 @@ def expected_classes(link: LinkModel, intensities: Sequence[float],
 def expected_block(link: LinkModel, intensities: Sequence[float], protocol: Protocol,
                    duration_s: float) -> BlockCounts:
     """The counts a block of ``duration_s`` yields on average (floats)."""
+    return block_of(expected_classes(link, intensities, protocol), protocol, duration_s)
+
+
+def block_of(classes: Sequence[ClassEstimate], protocol: Protocol,
+             duration_s: float) -> BlockCounts:
+    """The mean counts of a block of ``duration_s`` on a link with these gains and QBERs (e.g.
+    to ask what a measured link gives over another block length)."""
     gates = protocol.clock_hz * duration_s
-    classes = []
-    for est, p in zip(expected_classes(link, intensities, protocol), protocol.probabilities,
-                      strict=True):
+    counts = []
+    for est, p in zip(classes, protocol.probabilities, strict=True):
         sent = gates * p
         per_basis = {b: sent * protocol.basis_share(b) * est.gain for b in ("x", "y")}
-        classes.append(ClassCounts(
+        counts.append(ClassCounts(
             intensity=est.intensity, sent=sent,
             x=BasisCounts(per_basis["x"], per_basis["x"] * est.qber),
             y=BasisCounts(per_basis["y"], per_basis["y"] * est.qber)))
-    return BlockCounts(*classes)
+    return BlockCounts(*counts)

@@ -22,8 +22,10 @@ user manual, or in public drivers used with the hardware; [I] inferred):
   controller of the same series) [V]; range -2 to +3 V [I]. Integration time 1 to 65535 ms [V];
   a counter reports the count of its last completed window (CYCLE) [V], so counts appear one
   window after a reset or a new integration time (the new window starts then) [I].
-- Combiners ``TSCO1`` to ``TSCO12`` [I]; here a combiner wired in ``gated`` counts one detector
-  input's clicks inside one gate class's marker windows (see ``sim_backends.world.counters``).
+- Combiners ``TSCO1`` to ``TSCO12`` [I]; here a combiner wired in ``gated`` counts the clicks of
+  its detector inputs inside the marker windows of its gate classes: one (input, class) pair, or
+  several ORed (a two-SPD receiver's sifted errors are detector 0 in some classes' gates and
+  detector 1 in others'; see ``sim_backends.world.counters`` and ``qkd_feed.sifted_gates``).
 
 Not emulated: histograms (HIST#), timestamps (RAW#, RECord), generators, outputs, DELAy blocks,
 and link setters (the combiners' links are the testbed's wiring table); they answer
@@ -70,16 +72,53 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class GatedCounterWiring:
-    """A combiner counting one detector input's clicks in the marker windows of one gate class."""
+    """A combiner counting detector clicks in marker windows: per (detector input, gate class)
+    pair, that input's clicks in that class's gates, all pairs summed."""
 
-    detector_input: int
-    gate_class: str
-    marker_link: str  # the block carrying that class's AWG marker, e.g. "INPU3"
+    gates: tuple[tuple[int, str], ...]
+    marker_link: str  # the block carrying the AWG marker, e.g. "INPU3"
+
+    def __post_init__(self) -> None:
+        if not self.gates:
+            raise ValueError("a gated combiner needs at least one (input, gate class) pair")
+
+
+@dataclass
+class _CounterGroup:
+    """Counters that a combiner reads, sets and resets as one (their windows in step)."""
+
+    members: list[Counter]
+
+    @property
+    def value(self) -> int:
+        return sum(c.value for c in self.members)
+
+    @property
+    def integration_time_s(self) -> float:
+        return self.members[0].integration_time_s
+
+    @integration_time_s.setter
+    def integration_time_s(self, seconds: float) -> None:
+        for counter in self.members:
+            counter.integration_time_s = seconds
+
+    @property
+    def mode(self) -> CounterMode:
+        return self.members[0].mode
+
+    @mode.setter
+    def mode(self, mode: CounterMode) -> None:
+        for counter in self.members:
+            counter.mode = mode
+
+    def restart(self, now_s: float) -> None:
+        for counter in self.members:
+            counter.restart(now_s)
 
 
 @dataclass
 class _Combiner:
-    counter: Counter
+    counter: _CounterGroup
     wiring: GatedCounterWiring | None
 
 
@@ -109,7 +148,7 @@ class ID1000Emulator:
         self.delays_ps = dict.fromkeys(INPUTS, 0)
         wiring = dict(gated or {})
         if not set(wiring) <= set(COMBINERS) or any(
-                w.detector_input not in INPUTS for w in wiring.values()):
+                n not in INPUTS for w in wiring.values() for n, _ in w.gates):
             raise ValueError(f"combiners are TSCO{COMBINERS[0]}..{COMBINERS[-1]} on inputs "
                              f"{INPUTS}: {wiring}")
         self.combiners = {k: self._combiner_block(wiring.get(k)) for k in COMBINERS}
@@ -120,9 +159,8 @@ class ID1000Emulator:
         self._endpoint = ""
 
     def _combiner_block(self, wiring: GatedCounterWiring | None) -> _Combiner:
-        if wiring is None:
-            return _Combiner(self.counting.add_counter(None), None)
-        return _Combiner(self.counting.add_counter(wiring.detector_input, wiring.gate_class),
+        pairs = [(None, None)] if wiring is None else wiring.gates
+        return _Combiner(_CounterGroup([self.counting.add_counter(*pair) for pair in pairs]),
                          wiring)
 
     # --- the command interpreter -------------------------------------------------------------
@@ -174,7 +212,8 @@ class ID1000Emulator:
             _Node("TSCO#:WINDow:BEGIn:LINK", self._window_link),
         ]
 
-    def _counter_nodes(self, block: str, counter: Callable[[Call], Counter]) -> list[_Node]:
+    def _counter_nodes(self, block: str,
+                       counter: Callable[[Call], Counter | _CounterGroup]) -> list[_Node]:
         """The counter's commands, the same under an input and a combiner."""
         return [
             _Node(f"{block}:COUNter", lambda c: str(counter(c).value)),
@@ -232,7 +271,7 @@ class ID1000Emulator:
 
     def _first_link(self, call: Call) -> str:
         wiring = self._combiner(call).wiring
-        return f"INPU{wiring.detector_input}" if wiring else "NONE"
+        return f"INPU{wiring.gates[0][0]}" if wiring else "NONE"
 
     def _window_link(self, call: Call) -> str:
         wiring = self._combiner(call).wiring
@@ -300,11 +339,11 @@ def _on_off(value: bool) -> str:
     return "ON" if value else "OFF"
 
 
-def _integration(counter: Counter) -> str:
+def _integration(counter: Counter | _CounterGroup) -> str:
     return str(round(counter.integration_time_s * 1000))
 
 
-def _set_integration(counter: Counter, call: Call, now_s: float) -> str:
+def _set_integration(counter: Counter | _CounterGroup, call: Call, now_s: float) -> str:
     milliseconds = round(call.number(0))
     if not _INTEGRATION_RANGE_MS[0] <= milliseconds <= _INTEGRATION_RANGE_MS[1]:
         raise Refused("SCPI_ERR_INVALID_VALUE")
@@ -313,7 +352,7 @@ def _set_integration(counter: Counter, call: Call, now_s: float) -> str:
     return f"Value set to {milliseconds}"
 
 
-def _set_mode(counter: Counter, call: Call, now_s: float) -> str:
+def _set_mode(counter: Counter | _CounterGroup, call: Call, now_s: float) -> str:
     word = call.arg().strip()
     mode = next((m for spelling, m in _MODES.items()
                  if compile_pattern(spelling).fullmatch(word)), None)
@@ -324,6 +363,6 @@ def _set_mode(counter: Counter, call: Call, now_s: float) -> str:
     return f"Value set to {_MODE_NAMES[mode]}"
 
 
-def _reset(counter: Counter, now_s: float) -> str:
+def _reset(counter: Counter | _CounterGroup, now_s: float) -> str:
     counter.restart(now_s)
     return "Counter value set to 0 "

@@ -33,12 +33,14 @@ functions themselves.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from sim_backends.world.laser import C_M_PER_S
 from sim_backends.world.light import Light
 
 FloatArray = NDArray[np.float64]
@@ -51,6 +53,9 @@ ITU_ORIGIN_HZ = 190.0e12
 OWN_LINE_HALF_WIDTH_HZ = CHANNEL_SPACING_HZ / 4
 #: A 40-channel C-band unit, C21 (192.1 THz) to C60 (196.0 THz).
 C_BAND_40 = tuple(range(21, 61))
+#: The seed's pump and single-soliton line spacing.
+PUMP_HZ = C_M_PER_S / 1556.09e-9
+FSR_HZ = 49e9
 #: Fine sampling of a filtered background: points across +-_BACKGROUND_SPAN_BW bandwidths.
 _BACKGROUND_POINTS = 801
 _BACKGROUND_SPAN_BW = 4.0
@@ -59,6 +64,15 @@ _BACKGROUND_SPAN_BW = 4.0
 def itu_frequency_hz(channel: int) -> float:
     """Grid frequency of ITU channel ``channel`` (100 GHz grid, C31 = 193.1 THz)."""
     return ITU_ORIGIN_HZ + channel * CHANNEL_SPACING_HZ
+
+
+def seed_comb(line_mw: float = 0.1, pump_excess_db: float = 25.0, fsr_hz: float = FSR_HZ) -> Light:
+    """Single-soliton comb as the seed shows it: sech^2 lines (3-dB width 3.2 THz, b = 58 lines,
+    design/physics.md) 49 GHz apart, ``line_mw`` at the centre, the pump line 25 dB above."""
+    mode = np.arange(-150, 151)
+    power = line_mw / np.cosh(math.pi * mode / (2 * 58.0)) ** 2
+    power[mode == 0] *= 10 ** (pump_excess_db / 10)
+    return Light(np.asarray(PUMP_HZ + mode * fsr_hz, dtype=float), power)
 
 
 def own_lines(frequency_hz: ArrayLike, channel: int) -> BoolArray:

@@ -1,21 +1,23 @@
 """What Bob's detectors see: the QKD link driven by the pattern the AWG actually plays.
 
 The Testbed calls ``QkdFeed.update`` once per sync with the light at each transmitter's input (the
-comb after Alice's DEMUX); ``QkdFeed.flux`` is then the ``CountingSystem``'s photon flux: per
-time-controller input, the gate classes arriving at the detector wired there. The counting system
-draws the clicks from it in aggregate (Poisson and multinomial per class and stretch of time,
-never per pulse: `counters`).
+comb after Alice's DEMUX); ``QkdFeed.flux(channel, input)`` is then the photon flux of that
+channel's ``CountingSystem``: per time-controller input, the gate classes arriving at the detector
+wired there. The counting system draws the clicks from it in aggregate (Poisson and multinomial
+per class and stretch of time, never per pulse: `counters`).
 
 Pattern
 -------
-One AWG drives one transmitter (the Testbed's: TR1) in DAC mode FOUR: channel 1 IM1, 2 the global
-phase PM, 3 the encoding PM, 4 IM2 (``AWG_DRIVE_CHANNELS``, as ``labd.qkd.patterns.AWG_CHANNEL``).
-The transmitter sends a pattern while the AWG plays all four (running, arbitrary mode, outputs on,
-segments of one length); otherwise it sends nothing the receiver gates on, and the flux is dark
-(channels of different lengths, which would drift against each other, are not modelled). The
-voltage at a modulator is the AWG output (sample x amplitude / 2) times the RF driver's gain
-(``rf_driver_gain``, V per V, assumed: ``DEFAULT_RF_DRIVER_GAIN`` makes labd's default TR1
-calibration, ``rf_gain_v`` = amplitude / 2 x gain, exact at the AWG's default 0.5 Vpp).
+Each QKD system has its own AWG (``QkdFeed.awgs``, by ITU channel) driving its transmitter in DAC
+mode FOUR: channel 1 IM1, 2 the global phase PM, 3 the encoding PM, 4 IM2 (``AWG_DRIVE_CHANNELS``,
+as ``labd.qkd.patterns.AWG_CHANNEL``). A transmitter sends a pattern while its AWG plays all four
+(running, arbitrary mode, outputs on, segments of one length); otherwise it sends nothing the
+receiver gates on (channels of different lengths, which would drift against each other, are not
+modelled). All transmitters emitting at a sync enter the gate classes together, so each receiver
+sees the others' crosstalk (`QkdLink.gate_classes`). The voltage at a modulator is the AWG output
+(sample x amplitude / 2) times the RF driver's gain (``rf_driver_gain`` per system, V per V,
+assumed: ``DEFAULT_RF_DRIVER_GAIN`` makes labd's default TR1 calibration, ``rf_gain_v`` =
+amplitude / 2 x gain, exact at the AWG's default 0.5 Vpp).
 
 The pattern is reduced once (`Transmitter.pattern_optics`, labels decoded from the waveforms and
 the modulators' state, ~ 0.5 us per sample: ~ 0.5 s for 2^14 slots, inside the sync that first
@@ -42,11 +44,11 @@ Bob setting) with its share of the 1 GHz gates and the mean photons per gate at 
 A class is named ``"<intensity>.<Alice basis>.<Alice bit>.<Bob basis><Bob setting>"``, e.g.
 ``"mu.X.0.X0"`` (``class_name``); Bob's bit on detector d is ``setting XOR d``, so on TR1's one
 SPD (detector 0, four-phase) a sifted click is an error when the Alice bit differs from the
-setting. ``detector_inputs`` wires (ITU channel, detector) to a time-controller input: by default
-TR1's SPD on input 1, the detector the `CountingSystem` has there. TR2's receiver has no
-detectors wired (and no AWG drives TR2). ``add_class_counters`` adds a gated counter per class
-and wired detector (the Testbed does it for TR1: ``Testbed.class_counters``); any other counter,
-such as an ID1000 combiner, counts a class by the same name.
+setting. ``detector_inputs`` wires (ITU channel, detector) to an input of that channel's time
+controller (the Testbed puts detector d on input d + 1). ``add_class_counters`` adds a world-side
+gated counter per class and detector (for tests); the ID1000's combiners count what the daemon
+needs, each the union of the (input, gate class) pairs ``sifted_gates`` lists for one intensity,
+basis and outcome (error or not).
 
 What the estimator should expect (counters.py's detector model, not this module's choice)
 ------------------------------------------------------------------------------------------
@@ -91,19 +93,20 @@ from sim_backends.world.qkd_link import (
     PatternOptics,
     QkdLink,
     Receiver,
+    Transmitter,
 )
 
 #: AWG channels of IM1, the global-phase PM, the encoding PM and IM2 (DAC mode FOUR), the order of
 #: `ModulatorDrives`' waveforms; as labd.qkd.patterns.AWG_CHANNEL.
 AWG_DRIVE_CHANNELS = (1, 2, 3, 4)
-_AWG_DEFAULT_HALF_SWING_V = 0.25  # the M8195A's default 0.5 Vpp: volts per sample unit
+AWG_DEFAULT_HALF_SWING_V = 0.25  # the M8195A's default 0.5 Vpp: volts per sample unit
 #: RF driver gains (V at the modulator per V at the AWG output), assumed: labd's TR1 calibration
 #: (IM1 5.0, PMs 4 x 127 / 120, IM2 7.505 V per AWG unit) at the AWG's default amplitude.
 DEFAULT_RF_DRIVER_GAIN: Mapping[int, float] = {
-    1: 5.0 / _AWG_DEFAULT_HALF_SWING_V,
-    2: 4.0 * 127 / 120 / _AWG_DEFAULT_HALF_SWING_V,
-    3: 4.0 * 127 / 120 / _AWG_DEFAULT_HALF_SWING_V,
-    4: 7.505 / _AWG_DEFAULT_HALF_SWING_V,
+    1: 5.0 / AWG_DEFAULT_HALF_SWING_V,
+    2: 4.0 * 127 / 120 / AWG_DEFAULT_HALF_SWING_V,
+    3: 4.0 * 127 / 120 / AWG_DEFAULT_HALF_SWING_V,
+    4: 7.505 / AWG_DEFAULT_HALF_SWING_V,
 }
 _BASES = "XY"
 _CACHED_PATTERNS = 4
@@ -160,113 +163,26 @@ def _is(a: object, b: object) -> bool:
 
 
 @dataclass
-class QkdFeed:
-    """The QKD link's gate classes, from the AWG's pattern, as the counting system's photon flux."""
+class AwgDrive:
+    """One transmitter and the AWG driving it: the pattern it plays, reduced and cached."""
 
-    link: QkdLink
+    transmitter: Transmitter
     awg: ArbitraryWaveformGenerator
-    awg_transmitter: int  # ITU channel of the transmitter the AWG drives
-    detector_inputs: dict[tuple[int, int], int]  # (ITU channel, detector) -> controller input
-    rf_driver_gain: dict[int, float] = field(default_factory=lambda: dict(DEFAULT_RF_DRIVER_GAIN))
-    tolerance: float = 1e-3
-    refresh_s: float = 1.0
-    gate_classes: dict[int, GateClasses] = field(default_factory=dict, init=False)
-    emissions: dict[int, Emission] = field(default_factory=dict, init=False)
-    recomputes: int = field(default=0, init=False)  # gate-class recomputes so far (diagnostic)
+    rf_driver_gain: Mapping[int, float]
+    optics: PatternOptics | None = field(default=None, init=False)
+    uncalibrated: bool = field(default=False, init=False)  # a new pattern awaits light
     decodes: int = field(default=0, init=False)  # patterns reduced so far (diagnostic)
     _playing: _Playing | None = field(default=None, init=False)
-    _optics: PatternOptics | None = field(default=None, init=False)
     _patterns: OrderedDict[tuple[object, ...], PatternOptics] = field(
         default_factory=OrderedDict, init=False)
-    _uncalibrated: bool = field(default=False, init=False)
-    _stale: bool = field(default=True, init=False)
-    _age_s: float = field(default=0.0, init=False)
-    _flux: dict[int, dict[str, ClassFlux]] = field(default_factory=dict, init=False)
 
-    # --- what the counting system reads ----------------------------------------------------
-
-    def flux(self, input_: int) -> Mapping[str, ClassFlux]:
-        """The gate classes reaching the detector on time-controller input ``input_``."""
-        return self._flux.get(input_, {})
-
-    def add_class_counters(self, counting: CountingSystem) -> dict[tuple[int, str], Counter]:
-        """A gated counter per gate class on every wired detector, by (input, class name)."""
-        counters = {}
-        for (channel, _), input_ in sorted(self.detector_inputs.items()):
-            for name in receiver_class_names(self.link.receivers[channel]):
-                counters[input_, name] = counting.add_counter(input_, name)
-        return counters
-
-    # --- advancing ---------------------------------------------------------------------------
-
-    def update(self, lights: Mapping[int, Light], dt_s: float) -> None:
-        """Follow the AWG, the light at the transmitters (``lights``, per ITU channel) and the
-        modulators' state after ``dt_s`` more seconds; recompute the flux if needed."""
-        self._age_s += dt_s
+    def follow(self, dt_s: float) -> bool:
+        """Follow the AWG over ``dt_s``; True if the pattern changed (or stopped)."""
         optics = self._pattern(dt_s)
-        if optics is None:
-            self._go_dark()
-            return
-        if optics is not self._optics:
-            self._optics, self._uncalibrated, self._stale = optics, True, True
-        channel = self.awg_transmitter
-        transmitter = self.link.transmitters[channel]
-        light = lights[channel]
-        if self._uncalibrated and light.total_power_mw > 0.0:
-            transmitter.calibrate_attenuator(light, optics)
-            self._uncalibrated, self._stale = False, True
-        if transmitter.attenuation_db is None:
-            self._go_dark()
-            return
-        emission = transmitter.emit(light, optics)
-        if self._stale or self._age_s >= self.refresh_s or self._moved(emission):
-            self._recompute({channel: emission})
-
-    def calibrate_attenuators(self, lights: Mapping[int, Light]) -> None:
-        """Set the attenuator again on ``lights`` now (an operator's action)."""
-        if self._optics is not None:
-            self.link.transmitters[self.awg_transmitter].calibrate_attenuator(
-                lights[self.awg_transmitter], self._optics)
-            self._uncalibrated, self._stale = False, True
-
-    def invalidate(self) -> None:
-        """Recompute the gate classes at the next update (e.g. after changing a receiver)."""
-        self._stale = True
-
-    # --- internals ---------------------------------------------------------------------------
-
-    def _go_dark(self) -> None:
-        if self._flux or self.gate_classes:
-            self._flux, self.gate_classes, self.emissions = {}, {}, {}
-        self._stale = True
-
-    def _moved(self, emission: Emission) -> bool:
-        """Whether any class's photons per pulse or phasor moved beyond the tolerance."""
-        last = self.emissions.get(self.awg_transmitter)
-        if last is None or last.photons.shape != emission.photons.shape:
-            return True
-        photons = bool(np.any(np.abs(emission.photons - last.photons)
-                              > self.tolerance * np.abs(last.photons)))
-        return photons or bool(np.any(np.abs(emission.phasor - last.phasor) > self.tolerance))
-
-    def _recompute(self, emissions: dict[int, Emission]) -> None:
-        self.emissions = emissions
-        self.gate_classes = self.link.gate_classes(emissions)
-        self._flux = {}
-        for channel, classes in self.gate_classes.items():
-            names = gate_class_names(classes)
-            rate_hz = classes.clock_hz * classes.gate_fraction
-            photons = classes.photons
-            for detector in range(classes.detectors):
-                input_ = self.detector_inputs.get((channel, detector))
-                if input_ is None:
-                    continue
-                self._flux[input_] = {
-                    name: ClassFlux(gate_rate_hz=float(rate), mean_photons=float(n))
-                    for name, rate, n in zip(names, rate_hz, photons[:, detector], strict=True)
-                    if rate > 0.0}
-        self._stale, self._age_s = False, 0.0
-        self.recomputes += 1
+        if optics is self.optics:
+            return False
+        self.optics, self.uncalibrated = optics, optics is not None
+        return True
 
     def _pattern(self, dt_s: float) -> PatternOptics | None:
         """The reduced pattern the AWG plays now, None if it plays none (see the docstring)."""
@@ -275,15 +191,14 @@ class QkdFeed:
             self._playing = None
             return None
         restarted = self.awg.played_for_s <= dt_s  # started since the last update
-        if playing.same_as(self._playing) and not restarted and self._optics is not None:
-            return self._optics
+        if playing.same_as(self._playing) and not restarted and self.optics is not None:
+            return self.optics
         self._playing = playing
         key = playing.fingerprint()
         optics = self._patterns.get(key)
         if optics is None:
             try:
-                optics = self.link.transmitters[self.awg_transmitter].pattern_optics(
-                    playing.drives())
+                optics = self.transmitter.pattern_optics(playing.drives())
             except ValueError:  # not whole samples per slot or slots per segment
                 return None
             self.decodes += 1
@@ -307,6 +222,136 @@ class QkdFeed:
         if len({s.codes.size for s in segments}) != 1:
             return None
         return _Playing(tuple(segments), tuple(scale), awg.sample_rate_hz)
+
+
+@dataclass
+class QkdFeed:
+    """The QKD link's gate classes, from each AWG's pattern, as the counting systems' flux."""
+
+    link: QkdLink
+    awgs: Mapping[int, ArbitraryWaveformGenerator]  # ITU channel -> AWG driving its transmitter
+    detector_inputs: dict[tuple[int, int], int]  # (ITU channel, detector) -> controller input
+    rf_driver_gain: Mapping[int, Mapping[int, float]] = field(default_factory=dict)  # per channel
+    tolerance: float = 1e-3
+    refresh_s: float = 1.0
+    drives: dict[int, AwgDrive] = field(init=False)
+    gate_classes: dict[int, GateClasses] = field(default_factory=dict, init=False)
+    emissions: dict[int, Emission] = field(default_factory=dict, init=False)
+    recomputes: int = field(default=0, init=False)  # gate-class recomputes so far (diagnostic)
+    _stale: bool = field(default=True, init=False)
+    _age_s: float = field(default=0.0, init=False)
+    _flux: dict[tuple[int, int], dict[str, ClassFlux]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.drives = {
+            channel: AwgDrive(self.link.transmitters[channel], awg,
+                              self.rf_driver_gain.get(channel, DEFAULT_RF_DRIVER_GAIN))
+            for channel, awg in self.awgs.items()}
+
+    @property
+    def decodes(self) -> int:
+        """Patterns reduced so far, all transmitters (diagnostic)."""
+        return sum(drive.decodes for drive in self.drives.values())
+
+    # --- what the counting systems read -------------------------------------------------------
+
+    def flux(self, channel: int, input_: int) -> Mapping[str, ClassFlux]:
+        """The gate classes reaching the detector on input ``input_`` of ``channel``'s receiver."""
+        return self._flux.get((channel, input_), {})
+
+    def add_class_counters(self, channel: int,
+                           counting: CountingSystem) -> dict[tuple[int, str], Counter]:
+        """A gated counter per gate class on every detector of ``channel``, by (input, class)."""
+        counters = {}
+        for (wired, _), input_ in sorted(self.detector_inputs.items()):
+            if wired == channel:
+                for name in receiver_class_names(self.link.receivers[channel]):
+                    counters[input_, name] = counting.add_counter(input_, name)
+        return counters
+
+    def sifted_gates(self, channel: int, intensity: int, basis: int,
+                     error: bool) -> tuple[tuple[int, str], ...]:
+        """(input, gate class) pairs whose clicks are sifted ``basis`` detections of
+        ``intensity`` that are errors (``error``) or not: Alice's and Bob's bases agree, and
+        Bob's bit (setting XOR detector) differs from Alice's bit, or not."""
+        receiver = self.link.receivers[channel]
+        return tuple(
+            (input_, class_name(intensity, basis, bit, basis, setting))
+            for (wired, detector), input_ in sorted(self.detector_inputs.items())
+            if wired == channel
+            for bit in range(2) for setting in receiver.settings
+            if (bit != setting ^ detector) == error)
+
+    # --- advancing ---------------------------------------------------------------------------
+
+    def update(self, lights: Mapping[int, Light], dt_s: float) -> None:
+        """Follow the AWGs, the light at the transmitters (``lights``, per ITU channel) and the
+        modulators' state after ``dt_s`` more seconds; recompute the flux if needed."""
+        self._age_s += dt_s
+        emissions = {}
+        for channel, drive in self.drives.items():
+            self._stale |= drive.follow(dt_s)
+            if drive.optics is None:
+                continue
+            transmitter, light = drive.transmitter, lights[channel]
+            if drive.uncalibrated and light.total_power_mw > 0.0:
+                transmitter.calibrate_attenuator(light, drive.optics)
+                drive.uncalibrated, self._stale = False, True
+            if transmitter.attenuation_db is not None:
+                emissions[channel] = transmitter.emit(light, drive.optics)
+        if not emissions:
+            self._go_dark()
+        elif (self._stale or self._age_s >= self.refresh_s
+              or emissions.keys() != self.emissions.keys()
+              or any(map(self._moved, emissions.items()))):
+            self._recompute(emissions)
+
+    def calibrate_attenuators(self, lights: Mapping[int, Light]) -> None:
+        """Set the attenuators again on ``lights`` now (an operator's action)."""
+        for channel, drive in self.drives.items():
+            if drive.optics is not None:
+                drive.transmitter.calibrate_attenuator(lights[channel], drive.optics)
+                drive.uncalibrated, self._stale = False, True
+
+    def invalidate(self) -> None:
+        """Recompute the gate classes at the next update (e.g. after changing a receiver)."""
+        self._stale = True
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _go_dark(self) -> None:
+        if self._flux or self.gate_classes:
+            self._flux, self.gate_classes, self.emissions = {}, {}, {}
+        self._stale = True
+
+    def _moved(self, item: tuple[int, Emission]) -> bool:
+        """Whether any class's photons per pulse or phasor moved beyond the tolerance."""
+        channel, emission = item
+        last = self.emissions.get(channel)
+        if last is None or last.photons.shape != emission.photons.shape:
+            return True
+        photons = bool(np.any(np.abs(emission.photons - last.photons)
+                              > self.tolerance * np.abs(last.photons)))
+        return photons or bool(np.any(np.abs(emission.phasor - last.phasor) > self.tolerance))
+
+    def _recompute(self, emissions: dict[int, Emission]) -> None:
+        self.emissions = emissions
+        self.gate_classes = self.link.gate_classes(emissions)
+        self._flux = {}
+        for channel, classes in self.gate_classes.items():
+            names = gate_class_names(classes)
+            rate_hz = classes.clock_hz * classes.gate_fraction
+            photons = classes.photons
+            for detector in range(classes.detectors):
+                input_ = self.detector_inputs.get((channel, detector))
+                if input_ is None:
+                    continue
+                self._flux[channel, input_] = {
+                    name: ClassFlux(gate_rate_hz=float(rate), mean_photons=float(n))
+                    for name, rate, n in zip(names, rate_hz, photons[:, detector], strict=True)
+                    if rate > 0.0}
+        self._stale, self._age_s = False, 0.0
+        self.recomputes += 1
 
 
 def _plays(awg: ArbitraryWaveformGenerator, channel: int) -> bool:

@@ -291,14 +291,14 @@ class Transmitter:
 
     @classmethod
     def seed_tr1(cls, rng: np.random.Generator) -> Transmitter:
-        return cls._seed(rng, (0.50, 0.16, 0.008))
+        return cls.seeded(rng, (0.50, 0.16, 0.008))
 
     @classmethod
     def seed_tr2(cls, rng: np.random.Generator) -> Transmitter:
-        return cls._seed(rng, (0.60, 0.06, 0.008))
+        return cls.seeded(rng, (0.60, 0.06, 0.008))
 
     @classmethod
-    def _seed(
+    def seeded(
         cls, rng: np.random.Generator, intensities: tuple[float, float, float]
     ) -> Transmitter:
         """IM1 at 25 dB ER biased at null, IM2 at 30 dB (assumed) at peak."""
@@ -587,19 +587,26 @@ class QkdLink:
     receivers: dict[int, Receiver]
 
     @classmethod
-    def seed(
-        cls, rng: np.random.Generator, tr1_channel: int = 31, tr2_channel: int = 32
-    ) -> QkdLink:
-        """The seed's two systems over 25 km; DWDM units and IMs drawn from ``rng``."""
+    def build(cls, rng: np.random.Generator,
+              systems: Mapping[int, tuple[tuple[float, float, float], Receiver]]) -> QkdLink:
+        """Systems (transmitter intensities, receiver) by ITU channel over the seed's 25 km;
+        DWDM units and IMs drawn from ``rng``."""
         return cls(
             source_demux=Dwdm.draw(rng),
             mux=Dwdm.draw(rng),
             demux=Dwdm.draw(rng),
             fibre=Fibre(),
-            transmitters={tr1_channel: Transmitter.seed_tr1(rng),
-                          tr2_channel: Transmitter.seed_tr2(rng)},
-            receivers={tr1_channel: Receiver.seed_tr1(), tr2_channel: Receiver.seed_tr2()},
+            transmitters={c: Transmitter.seeded(rng, k) for c, (k, _) in systems.items()},
+            receivers={c: rx for c, (_, rx) in systems.items()},
         )
+
+    @classmethod
+    def seed(
+        cls, rng: np.random.Generator, tr1_channel: int = 31, tr2_channel: int = 32
+    ) -> QkdLink:
+        """The seed's two systems over 25 km; DWDM units and IMs drawn from ``rng``."""
+        return cls.build(rng, {tr1_channel: ((0.50, 0.16, 0.008), Receiver.seed_tr1()),
+                               tr2_channel: ((0.60, 0.06, 0.008), Receiver.seed_tr2())})
 
     def channel_light(self, comb: Light) -> dict[int, Light]:
         """The comb after Alice's DEMUX, at each transmitter's input."""

@@ -8,24 +8,39 @@ world is deterministic for a given clock and seed.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from sim_backends.world.awg import ArbitraryWaveformGenerator
-from sim_backends.world.counters import Counter, CountingSystem
+from sim_backends.world.counters import CountingSystem, DetectorInput, SinglePhotonDetector
 from sim_backends.world.edfa import Edfa
 from sim_backends.world.laser import TunableLaser, linear_segments
 from sim_backends.world.light import Light
 from sim_backends.world.modulator import MbxBiasController
-from sim_backends.world.qkd_feed import QkdFeed
-from sim_backends.world.qkd_link import QkdLink
+from sim_backends.world.qkd_feed import DEFAULT_RF_DRIVER_GAIN, QkdFeed
+from sim_backends.world.qkd_link import QkdLink, Receiver
 from sim_backends.world.resonator import Microresonator
 from sim_backends.world.tec import TecMount
 from sim_backends.world.thermal import AuxAmplifier
+
+
+@dataclass(frozen=True)
+class QkdSystem:
+    """One QKD system of the testbed: its DEMUX channel, the intensities its attenuator and IM2
+    are set up for, the gains of its RF drivers (by AWG channel), Bob's receiver, and the model of
+    each of its SPDs (on inputs 1, 2 of the system's own time controller)."""
+
+    channel: int
+    intensities: tuple[float, float, float] = (0.50, 0.16, 0.008)
+    receiver: Receiver = field(default_factory=Receiver.seed_tr1)
+    detector: SinglePhotonDetector = field(default_factory=SinglePhotonDetector)
+    rf_driver_gain: Mapping[int, float] = field(default_factory=lambda: DEFAULT_RF_DRIVER_GAIN)
 
 
 @dataclass
@@ -39,33 +54,55 @@ class Testbed:
     edfa: Edfa = field(default_factory=Edfa)  # the 3.5 W booster, seeded by the pump laser
     aux_amp: AuxAmplifier = field(default_factory=AuxAmplifier)  # the aux booster, fixed 3.2 W
     resonator: Microresonator = field(init=False)  # the microring: reduced model, LLE-calibrated
-    awg: ArbitraryWaveformGenerator = field(default_factory=ArbitraryWaveformGenerator)
     tec: TecMount = field(init=False)  # the chip mount on its Peltier, with the controller's loop
-    qkd: QkdLink = field(init=False)  # DEMUX, transmitters, fibre, receivers (TR1 on C31, TR2 C32)
-    bias: MbxBiasController = field(init=False)  # the MBX on TR1's decoy modulator (IM2)
-    counting: CountingSystem = field(init=False)  # Bob's detectors and the time controller
-    qkd_feed: QkdFeed = field(init=False)  # the AWG's pattern through the link, as photon flux
-    class_counters: dict[tuple[int, str], Counter] = field(init=False)  # (input, gate class)
+    # The MBX holds the first system's IM2, whose bias drifts under it; the other IM2s are held
+    # at their peak without drift (their controllers are not modelled).
+    qkd_systems: tuple[QkdSystem, ...] = (QkdSystem(31),)
+    qkd: QkdLink = field(init=False)  # DEMUX, transmitters, fibre, receivers
+    awgs: dict[int, ArbitraryWaveformGenerator] = field(init=False)  # per system, by channel
+    bias: MbxBiasController = field(init=False)  # the MBX on the first system's IM2
+    countings: dict[int, CountingSystem] = field(init=False)  # per system: SPDs, time controller
+    qkd_feed: QkdFeed = field(init=False)  # the AWGs' patterns through the link, as photon flux
     osa_tap: float = 0.1  # fraction of the through-port light split to the OSA (-10 dB), assumed
     power_meter_tap: float = 0.01  # and to the power meter (watts would saturate it), assumed
     comb_override: Light | None = None  # test seam: light at Alice's DEMUX instead of the chip's
 
     def __post_init__(self) -> None:
         self.tec = TecMount(self.rng_for("tec"))
-        self.qkd = QkdLink.seed(self.rng_for("qkd"))
-        tr1 = next(iter(self.qkd.transmitters.values()))
-        self.bias = MbxBiasController(tr1.im2, self.rng_for("bias"))
-        self.counting = CountingSystem(self.rng_for("counting"))
-        # The AWG drives TR1, whose one SPD is the time controller's input 1; a gated counter per
-        # gate class on it (sim_backends/world/qkd_feed.py).
-        tr1_channel = next(iter(self.qkd.transmitters))
-        self.qkd_feed = QkdFeed(self.qkd, self.awg, tr1_channel, {(tr1_channel, 0): 1})
-        self.counting.flux = self.qkd_feed.flux
-        self.class_counters = self.qkd_feed.add_class_counters(self.counting)
+        systems = self.qkd_systems
+        self.qkd = QkdLink.build(self.rng_for("qkd"),
+                                 {s.channel: (s.intensities, s.receiver) for s in systems})
+        self.bias = MbxBiasController(self.qkd.transmitters[systems[0].channel].im2,
+                                      self.rng_for("bias"))
+        self.awgs = {s.channel: ArbitraryWaveformGenerator() for s in systems}
+        # Each system's SPDs on inputs 1 (and 2) of its own time controller (qkd_feed.py).
+        self.qkd_feed = QkdFeed(
+            self.qkd, self.awgs,
+            {(s.channel, d): d + 1 for s in systems for d in range(s.receiver.detectors)},
+            {s.channel: s.rf_driver_gain for s in systems})
+        self.countings = {s.channel: self._counting(s) for s in systems}
         self.resonator = Microresonator(rng=self.rng_for("resonator"))
         _ = self.resonator.calibration  # the LLE table now (~ 1.5 s), not inside a sync
         self._drive_resonator()
         self.time_s = self.clock()
+
+    @property
+    def awg(self) -> ArbitraryWaveformGenerator:
+        """The first system's AWG."""
+        return self.awgs[self.qkd_systems[0].channel]
+
+    @property
+    def counting(self) -> CountingSystem:
+        """The first system's time controller and SPDs."""
+        return self.countings[self.qkd_systems[0].channel]
+
+    def _counting(self, system: QkdSystem) -> CountingSystem:
+        name = "counting" if system is self.qkd_systems[0] else f"counting.{system.channel}"
+        spds = {d + 1: DetectorInput(dataclasses.replace(system.detector))
+                for d in range(system.receiver.detectors)}
+        inputs = {n: spds.get(n, DetectorInput()) for n in range(1, 5)}
+        return CountingSystem(self.rng_for(name), inputs,
+                              functools.partial(self.qkd_feed.flux, system.channel))
 
     def rng_for(self, device: str) -> np.random.Generator:
         """An independent random stream per device: adding a device changes no other's noise."""
@@ -115,13 +152,14 @@ class Testbed:
         self.edfa.seed = Light.line(self.pump.frequency_hz, self.pump.emitted_power_mw)
         self._drive_resonator()
         ring.pump_ramp_mw_per_s = ring.mount_rate_c_per_s = 0.0
-        self.awg.advance(dt_s)
+        for awg in self.awgs.values():
+            awg.advance(dt_s)
         lights = self.qkd.channel_light(self.qkd_comb())
-        channel, modulator = next(iter(self.qkd.transmitters.items()))[0], self.bias.modulator
-        modulator.input_light = lights[channel]
+        self.bias.modulator.input_light = lights[self.qkd_systems[0].channel]
         self.bias.advance(dt_s)  # advances the modulator's bias drift too
-        self.qkd_feed.update(lights, dt_s)  # the pattern, attenuator and gate classes, as flux
-        self.counting.advance(dt_s)
+        self.qkd_feed.update(lights, dt_s)  # the patterns, attenuators and gate classes, as flux
+        for counting in self.countings.values():
+            counting.advance(dt_s)
 
     def through_port(self) -> Light:
         """The light leaving the chip's through port (after the PBS that removes the aux)."""
@@ -133,7 +171,7 @@ class Testbed:
         return self.through_port() if self.comb_override is None else self.comb_override
 
     def calibrate_qkd_attenuators(self) -> None:
-        """Set the AWG-driven transmitter's attenuator again on the light present now (it is
+        """Set the AWG-driven transmitters' attenuators again on the light present now (it is
         set by itself once per new pattern: sim_backends/world/qkd_feed.py)."""
         self.qkd_feed.calibrate_attenuators(self.qkd.channel_light(self.qkd_comb()))
 

@@ -19,22 +19,11 @@ from sim_backends.world.demux import (
     itu_frequency_hz,
     own_lines,
     pair_insertion_loss_db,
+    seed_comb,
 )
-from sim_backends.world.laser import C_M_PER_S
 from sim_backends.world.light import Light
 
-PUMP_HZ = C_M_PER_S / 1556.09e-9
-FSR_HZ = 49e9
 SEED_CHANNELS = (30, 31, 32, 33, 34)  # the seed's CH1 to CH5, taken here on ITU C30 to C34
-
-
-def seed_comb(line_mw: float = 0.1, pump_excess_db: float = 25.0, fsr_hz: float = FSR_HZ) -> Light:
-    """Single-soliton comb as the seed shows it: sech^2 lines (3-dB width 3.2 THz, b = 58 lines,
-    design/physics.md) 49 GHz apart, ``line_mw`` at the centre, the pump line 25 dB above."""
-    mode = np.arange(-150, 151)
-    power = line_mw / np.cosh(math.pi * mode / (2 * 58.0)) ** 2
-    power[mode == 0] *= 10 ** (pump_excess_db / 10)
-    return Light(np.asarray(PUMP_HZ + mode * fsr_hz, dtype=float), power)
 
 
 def test_itu_grid() -> None:

@@ -27,10 +27,10 @@ from sim_backends.world import resonator
 from sim_backends.world import testbed as world_testbed
 from sim_backends.world.awg import DacMode, Segment
 from sim_backends.world.counters import ClassFlux, Counter, SinglePhotonDetector
+from sim_backends.world.demux import seed_comb
 from sim_backends.world.light import Light
 from sim_backends.world.qkd_feed import AWG_DRIVE_CHANNELS, _plays, class_name
 from sim_backends.world.qkd_link import GateClasses
-from tests.world.test_demux import seed_comb
 
 CHANNEL = 31  # TR1
 INPUT = 1  # TR1's SPD on the time controller
@@ -51,6 +51,7 @@ class World:
     testbed: world_testbed.Testbed
     clock: Clock
     singles: Counter
+    class_counters: dict[tuple[int, str], Counter]  # a world-side counter per (input, class)
 
     def step(self, seconds: float) -> None:
         self.clock.now_s += seconds
@@ -58,13 +59,13 @@ class World:
 
     def integrate(self, seconds: float) -> tuple[int, dict[str, int]]:
         """All clicks of TR1's SPD and the clicks in each gate class over ``seconds``."""
-        counters = [self.singles, *self.testbed.class_counters.values()]
+        counters = [self.singles, *self.class_counters.values()]
         for counter in counters:
             counter.integration_time_s = seconds
             counter.restart(self.testbed.counting.time_s)
         self.step(seconds)
         return self.singles.value, {name: c.value for (_, name), c in
-                                    self.testbed.class_counters.items()}
+                                    self.class_counters.items()}
 
     @property
     def classes(self) -> GateClasses:
@@ -106,7 +107,8 @@ def module_world(tr1_pattern: Pattern) -> Iterator[World]:
         testbed = world_testbed.Testbed(seed=1, clock=clock)
     testbed.comb_override = seed_comb()
     testbed.bias.modulator.drift_v_per_sqrt_s = 0.0
-    world = World(testbed, clock, testbed.counting.add_counter(INPUT))
+    world = World(testbed, clock, testbed.counting.add_counter(INPUT),
+                  testbed.qkd_feed.add_class_counters(CHANNEL, testbed.counting))
     play(world, tr1_pattern)
     yield world
 
@@ -167,11 +169,11 @@ def test_the_played_pattern_is_decoded_and_the_attenuator_set_on_the_comb(
     # decoys: the codes' levels, lifted by IM2's 30 dB ER floor (nu2 +6 %, qkd_link.py)
     np.testing.assert_allclose(emission.intensity[1:] / tr1_pattern.expected_intensities[1:],
                                [1.002, 1.061], atol=2e-3)
-    flux = feed.flux(INPUT)
+    flux = feed.flux(CHANNEL, INPUT)
     assert len(flux) == 48 and "mu.X.0.X0" in flux and "nu2.Y.1.X1" in flux
     assert sum(f.gate_rate_hz for f in flux.values()) == pytest.approx(1e9, rel=1e-12)
-    assert feed.flux(2) == {}  # nothing wired there
-    assert set(world.testbed.class_counters) == {(INPUT, name) for name in flux}
+    assert feed.flux(CHANNEL, 2) == {}  # nothing wired there
+    assert set(world.class_counters) == {(INPUT, name) for name in flux}
     for channel in AWG_DRIVE_CHANNELS:  # the shortcut agrees with the AWG's own rule
         assert _plays(world.testbed.awg, channel) == (world.testbed.awg.played(channel)
                                                       is not None)
@@ -187,7 +189,7 @@ def test_signal_qber_and_decoy_gains_from_1e10_gates(world: World) -> None:
     afterpulses (those are the next test's)."""
     detector = world.detector
     detector.dead_time_s, detector.afterpulse_probability = 0.0, 0.0
-    flux = dict(world.testbed.qkd_feed.flux(INPUT))
+    flux = dict(world.testbed.qkd_feed.flux(CHANNEL, INPUT))
     classes = world.classes
     _, counts = world.integrate(SECONDS)
     expected = expected_in_gates(world, flux)
@@ -231,7 +233,7 @@ def test_dead_time_and_afterpulses_follow_the_detector_model(
     sigma = 1 / R, plus the afterpulses' binomial spread."""
     detector = world.detector
     detector.dead_time_s, detector.afterpulse_probability = dead_time_s, afterpulse_probability
-    flux = dict(world.testbed.qkd_feed.flux(INPUT))
+    flux = dict(world.testbed.qkd_feed.flux(CHANNEL, INPUT))
     total, counts = world.integrate(SECONDS)
 
     rate_hz = detector.dark_count_rate_hz + sum(
@@ -266,7 +268,7 @@ def test_dark_counts_fall_in_the_gates_by_their_coverage(world: World) -> None:
     windows' share of time, gate rate x 0.5 ns (0.5 in all)."""
     world.testbed.comb_override = Light.dark()
     world.step(1e-3)
-    flux = world.testbed.qkd_feed.flux(INPUT)
+    flux = world.testbed.qkd_feed.flux(CHANNEL, INPUT)
     assert flux and all(f.mean_photons == 0.0 for f in flux.values())
     total, counts = world.integrate(100.0)
     detector = world.detector
@@ -293,14 +295,15 @@ def test_gate_classes_are_recomputed_only_on_change_or_at_the_refresh(world: Wor
     for _ in range(150):  # 0.75 s of 5 ms syncs, nothing changing
         world.step(5e-3)
     assert feed.recomputes == start
-    before = feed.flux(INPUT)["mu.X.0.X0"].mean_photons
+    before = feed.flux(CHANNEL, INPUT)["mu.X.0.X0"].mean_photons
     world.testbed.comb_override = seed_comb(line_mw=0.1 * 1.0005)  # below the 1e-3 tolerance
     world.step(5e-3)
     assert feed.recomputes == start
     world.testbed.comb_override = seed_comb(line_mw=0.1 * 1.01)  # above it: at once
     world.step(5e-3)
     assert feed.recomputes == start + 1
-    assert feed.flux(INPUT)["mu.X.0.X0"].mean_photons == pytest.approx(before * 1.01, rel=1e-9)
+    assert feed.flux(CHANNEL, INPUT)["mu.X.0.X0"].mean_photons == pytest.approx(
+        before * 1.01, rel=1e-9)
     for _ in range(40):  # the refresh, 1 s after the last recompute
         world.step(5e-3)
     assert feed.recomputes == start + 1
@@ -317,7 +320,7 @@ def test_patterns_are_decoded_once_and_each_new_one_recalibrates_the_attenuator(
     assert attenuation_db is not None
     world.testbed.awg.running = False  # stopped: the transmitter sends nothing gated
     world.step(1e-3)
-    assert feed.flux(INPUT) == {}
+    assert feed.flux(CHANNEL, INPUT) == {}
     world.testbed.awg.start()  # the same segments again: no decode, no new attenuator setting
     world.step(1e-3)
     assert feed.decodes == decodes and tx.attenuation_db == attenuation_db
@@ -328,7 +331,7 @@ def test_patterns_are_decoded_once_and_each_new_one_recalibrates_the_attenuator(
     assert feed.decodes == decodes + 1
     assert tx.attenuation_db == pytest.approx(attenuation_db + 10 * math.log10(2), abs=1e-9)
     assert feed.emissions[CHANNEL].intensity[0] == pytest.approx(0.5, rel=1e-12)
-    assert sum(f.gate_rate_hz for f in feed.flux(INPUT).values()) == pytest.approx(1e9)
+    assert sum(f.gate_rate_hz for f in feed.flux(CHANNEL, INPUT).values()) == pytest.approx(1e9)
 
     awg = world.testbed.awg  # rewritten in place while stopped (nu1 slots sent as mu): decoded
     awg.running = False

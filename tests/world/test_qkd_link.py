@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from sim_backends.world.demux import Dwdm, itu_frequency_hz, pair_insertion_loss_db
+from sim_backends.world.demux import Dwdm, itu_frequency_hz, pair_insertion_loss_db, seed_comb
 from sim_backends.world.light import Light
 from sim_backends.world.modulator import MachZehnderModulator
 from sim_backends.world.qkd_link import (
@@ -35,7 +35,6 @@ from sim_backends.world.qkd_link import (
     rf_for_transmission,
     rf_transfer,
 )
-from tests.world.test_demux import seed_comb
 
 ETA_DET = 0.15
 P_DARK = 1e-6
