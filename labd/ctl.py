@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     soliton.add_argument("--sequence", default="single_soliton", help="for start")
     soliton.set_defaults(handler=_soliton)
 
+    qkd = commands.add_parser("qkd", help="start [--channels 31,32] | status | stop QKD")
+    qkd.add_argument("action", choices=["start", "status", "stop"])
+    qkd.add_argument("--channels", type=lambda text: [int(c) for c in text.split(",")],
+                     help="for start: ITU channels, comma-separated (default: TR1 and TR2)")
+    qkd.set_defaults(handler=_qkd)
+
     sequence = commands.add_parser("sequence", help="run FILE [--dry-run] | status | abort")
     sequence.add_argument("action", choices=["run", "status", "abort"])
     sequence.add_argument("file", nargs="?", type=Path, help="the sequence file, for run")
@@ -128,6 +134,29 @@ def _soliton(args: argparse.Namespace) -> int:
     for key in ("soliton_number", "comb_power_mw", "spacing_ghz", "bandwidth_3db_thz",
                 "lines_20db", "locked", "sequence"):
         print(f"  {key:<18} {status[key]}")
+    return 0
+
+
+def _qkd(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "start":
+            channels = None if args.channels is None else [{"channel": c} for c in args.channels]
+            status = client.call("qkd.start", **({} if channels is None else
+                                                 {"channels": channels}))
+        else:
+            status = client.call(f"qkd.{args.action}")
+    if args.json:
+        print(json.dumps(status))
+        return 0
+    print("running" if status["running"] else "stopped")
+    for c in status["channels"]:
+        if c["qber"] is None:
+            print(f"  C{c['channel']} {c['system']}: no window counted yet {c['error'] or ''}")
+            continue
+        print(f"  C{c['channel']} {c['system']}: QBER {100 * c['qber']:.2f} %, gain "
+              f"{c['gain']:.3g}, sifted {c['sifted_bps'] / 1e3:.1f} kbps, SKR "
+              f"{c['skr_bps'] / 1e3:.1f} kbps (asymptotic {c['skr_asymptotic_bps'] / 1e3:.1f}) "
+              f"over {c['block_s']:.0f} s")
     return 0
 
 
