@@ -60,6 +60,7 @@ class Safety:
         self.listeners: list[Callable[[str], Awaitable[None]]] = []  # stop automation first
         self._lock = asyncio.Lock()
         self._edfa_up = False
+        self.unsafe: set[str] = set()  # sources an abort could not reach: made safe on return
 
     async def check_interlocks(self, worker: InstrumentWorker, parameter: str, value: Any) -> None:
         """Raise an interlock error if a rule forbids writing ``value`` now."""
@@ -80,12 +81,18 @@ class Safety:
             self.station.ramps_cancelled.set()
             steps = []
             for worker in self.station.safe_state_order():
+                if not worker.implemented:
+                    continue
                 if not worker.connected:
+                    self.unsafe.add(worker.name)
+                    steps.append({"instrument": worker.name, "ok": False,
+                                  "error": "not connected: made safe when it reconnects"})
                     continue
                 try:
                     await worker.safe_state()
                     steps.append({"instrument": worker.name, "ok": True})
                 except RpcError as exc:
+                    self.unsafe.add(worker.name)
                     steps.append({"instrument": worker.name, "ok": False, "error": exc.message})
             event = {"event": "abort", "reason": reason, "steps": steps, "t": time.time()}
             log.log(level, "safety abort (%s): %s", reason, steps)
@@ -94,13 +101,27 @@ class Safety:
             return event
 
     async def watch(self) -> None:
-        """Abort if the EDFA runs while its seed is lost, or the EDFA itself is lost."""
+        """Make safe what an abort could not reach and is back; abort if the EDFA runs while
+        its seed is lost, or the EDFA itself is lost."""
+        await self._catch_up()
         try:
             reason = await self._loss()
         except RpcError as exc:
             reason = f"lost while checking the EDFA and its seed: {exc.message}"
         if reason is not None:
             await self.abort(reason)
+
+    async def _catch_up(self) -> None:
+        for name in sorted(self.unsafe):
+            worker = self.station.worker(name)
+            if worker.connected:
+                try:
+                    await worker.safe_state()
+                except RpcError:
+                    continue
+                self.unsafe.discard(name)
+                log.warning("safety: %s made safe on its return after an abort", name)
+                self.publish("safety", {"event": "made_safe", "instrument": name})
 
     async def _loss(self) -> str | None:
         edfa, pump = self.station.by_role(Role.EDFA), self.station.by_role(Role.PUMP_LASER)
