@@ -12,6 +12,7 @@ import pytest
 
 from labd.client import Client, Subscription
 from labd.soliton.machine import TRANSITIONS, Event, IllegalTransition, SolitonMachine, State
+from sim_backends.control import send_control
 from tests.conftest import RunningDaemon, running_daemon, write_default_station
 
 
@@ -62,8 +63,10 @@ def wait_for_state(client: Client, states: set[str], timeout_s: float) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_cold_start_reaches_a_locked_single_soliton_like_the_seeds(
+def test_cold_start_reaches_a_locked_single_soliton_like_the_seeds_and_recovers_it(
         soliton_daemon: RunningDaemon) -> None:
+    """From cold to a locked single soliton; then the aux laser drops out for 0.1 s of world
+    time, the soliton is lost, and the daemon finds it again by itself."""
     spectra = Subscription(soliton_daemon.station.pub, ("osa.spectrum",), timeout_s=300)
     with soliton_daemon.operator() as client:
         started = time.monotonic()
@@ -82,6 +85,19 @@ def test_cold_start_reaches_a_locked_single_soliton_like_the_seeds(
         with pytest.raises(Exception, match="-32008"):  # the lock owns the aux laser
             client.call("station.set", instrument="aux", parameter="wavelength_nm",
                         value=1549.0)
+        states = Subscription(soliton_daemon.station.pub, ("soliton.state",), timeout_s=300)
+        send_control(soliton_daemon.station.control,
+                     {"instrument": "aux", "op": "dropout", "seconds": 0.1})
+        dropped = time.monotonic()
+        _, lost = next(states)
+        print(f"loss detected after {time.monotonic() - dropped:.1f} s wall")
+        assert (lost["previous"], lost["state"]) == ("locked", "recovering"), lost
+        assert time.monotonic() - dropped < 5.0
+        status = wait_for_state(client, {"locked", "fault"}, 300)
+        print(f"recovered: locked again {time.monotonic() - dropped:.1f} s after the drop-out")
+        assert status["state"] == "locked" and status["soliton_number"] == 1, status
+        assert status["lines_20db"] >= 200
+        states.close()
         result = client.call("safety.abort", reason="test over")
         assert result["steps"][0]["instrument"] == "edfa"
         status = client.call("soliton.status")
@@ -95,6 +111,8 @@ def test_cold_start_reaches_a_locked_single_soliton_like_the_seeds(
         "SELECT source, target FROM transitions ORDER BY t").fetchall()
     assert rows[:2] == [("idle", "preparing"), ("preparing", "sweeping")]
     assert ("verifying", "single_soliton") in rows and ("single_soliton", "locked") in rows
+    lost = rows.index(("locked", "recovering"))
+    assert ("recovering", "sweeping") in rows[lost:] and ("single_soliton", "locked") in rows[lost:]
     assert rows[-1] == ("locked", "fault")
     traces = sqlite3.connect(database).execute(
         "SELECT body FROM telemetry WHERE topic = 'soliton.trace'").fetchall()
