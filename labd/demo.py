@@ -2,9 +2,12 @@
 
 It starts the daemon on the station file (simulated testbed included), shows the station, then
 does what the seed's operators did by hand: ``soliton.start`` from a cold bench to a verified,
-locked single soliton, watching ``soliton.state``. It writes a report folder (the state
-transitions, the last OSA spectrum, the soliton's figures) and shuts down cleanly. Two-channel
-QKD joins it with the QKD issue.
+locked single soliton, watching ``soliton.state``; then ``qkd.start`` with no channel list (the
+seed's TR1 and TR2, each on its channel of the live comb), counting for ``QKD_RUN_S`` while
+watching ``qkd.<channel>``, and ``qkd.stop``. It writes a report folder (``summary.txt``: what it
+printed; ``soliton.json``: the state transitions and the soliton's figures; ``osa_spectrum.csv``:
+the last OSA sweep; ``qkd.json``: each channel's last estimate and every published one) and shuts
+down cleanly.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from labd.config import StationConfig
 from labd.rpc import RpcError
 
 SOLITON_TIMEOUT_S = 600.0
+QKD_PROGRESS_S = 5.0
+#: Wall time QKD counts for: at the default station's speed 10 and 10 s windows, a 200 s block.
+QKD_RUN_S = 20.0
+#: Replies while QKD runs: qkd.start draws, uploads and starts a pattern per channel (seconds).
+QKD_START_TIMEOUT_S = 120.0
 
 
 def run_demo(config: StationConfig, config_path: Path, report: Path) -> int:
@@ -86,10 +94,77 @@ def _session(client: Client, config: StationConfig, report: Path) -> None:
     spectrum = _latest(spectra, spectrum)
     states.close()
     spectra.close()
-    _summary(status, time.monotonic() - started)
+    summary = _soliton_summary(status, time.monotonic() - started)
     _write_report(report, status, transitions, spectrum)
+    _add_to_summary(report, summary)
     if status["state"] != "locked":
         raise RuntimeError(f"no locked soliton: {status['state']} ({status['reason']})")
+    _add_to_summary(report, _qkd_session(client, config, report))
+    print(f"\n  report written to {report}/")
+
+
+def _qkd_session(client: Client, config: StationConfig, report: Path) -> list[str]:
+    """QKD on the default channels for ``QKD_RUN_S``; the summary table's lines."""
+    print(f"\nqkd.start: the seed's TR1 and TR2 on the comb, counting for {QKD_RUN_S:.0f} s")
+    estimates = Subscription(config.daemon.pub, ("qkd.",), timeout_s=0.0)
+    published: list[dict[str, Any]] = []
+    client.timeout_s = QKD_START_TIMEOUT_S
+    try:
+        started = client.call("qkd.start")
+        print("  channels " + ", ".join(f"C{c['channel']} ({c['system']})"
+                                        for c in started["channels"]))
+        begun = time.monotonic()
+        while time.monotonic() - begun < QKD_RUN_S:
+            published += _drain(estimates)
+            _progress(client.call("qkd.status")["channels"], time.monotonic() - begun)
+            time.sleep(QKD_PROGRESS_S)
+    finally:
+        status = client.call("qkd.stop")
+        published += _drain(estimates)
+        estimates.close()
+    (report / "qkd.json").write_text(json.dumps(
+        {"status": status, "published": published}, indent=2))
+    channels = status["channels"]
+    failed = [c for c in channels if c["qber"] is None]
+    if failed:
+        raise RuntimeError("QKD gave no estimate on " + ", ".join(
+            f"C{c['channel']} ({c['error'] or 'no window counted'})" for c in failed))
+    return _qkd_table(channels)
+
+
+def _drain(estimates: Subscription) -> list[dict[str, Any]]:
+    """Every ``qkd.<channel>`` message that arrived so far."""
+    messages = []
+    while True:
+        try:
+            messages.append(next(estimates)[1])
+        except DaemonTimeout:
+            return messages
+
+
+def _progress(channels: list[dict[str, Any]], elapsed_s: float) -> None:
+    print(f"  {elapsed_s:5.1f} s  " + "   ".join(
+        f"C{c['channel']} " + ("counting" if c["qber"] is None else
+                               f"QBER {100 * c['qber']:.2f} %, SKR {c['skr_bps'] / 1e3:.1f} kbps")
+        for c in channels))
+
+
+def _qkd_table(channels: list[dict[str, Any]]) -> list[str]:
+    """Per channel: QBER, gains per class, rates (finite after post-processing, asymptotic),
+    decoy bounds, and the block they come from."""
+    lines = [f"{'':8}{'QBER':>7}{'Q_mu':>10}{'Q_nu1':>10}{'Q_nu2':>10}{'sifted':>10}"
+             f"{'SKR':>10}{'SKR asym':>10}{'Y1_L':>10}{'e1_U':>8}{'block':>8}",
+             f"{'':8}{'%':>7}{'':>30}{'kbps':>10}{'kbps':>10}{'kbps':>10}{'':>10}{'%':>8}"
+             f"{'s':>8}"]
+    for c in channels:
+        gains = [c["classes"][k]["gain"] for k in ("mu", "nu1", "nu2")]
+        lines.append(f"C{c['channel']} {c['system']:<4}{100 * c['qber']:7.2f}"
+                     + "".join(f"{g:10.3e}" for g in gains)
+                     + "".join(f"{c[k] / 1e3:10.1f}" for k in ("sifted_bps", "skr_bps",
+                                                                "skr_asymptotic_bps"))
+                     + f"{c['y1_lower']:10.3e}{100 * c['e1_upper']:8.2f}{c['block_s']:8.0f}")
+    return ["QKD: SKR is the finite key of the run's block, after post-processing (seed: QBER "
+            "2.66 %, SKR 78.8 and 195.4 kbps over a one-hour block)", *lines]
 
 
 def _latest(spectra: Subscription, spectrum: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -101,18 +176,27 @@ def _latest(spectra: Subscription, spectrum: dict[str, Any] | None) -> dict[str,
             return spectrum
 
 
-def _summary(status: dict[str, Any], elapsed_s: float) -> None:
-    print(f"\n  state {status['state']} after {elapsed_s:.1f} s; soliton number "
-          f"{status['soliton_number']}")
+def _soliton_summary(status: dict[str, Any], elapsed_s: float) -> list[str]:
+    lines = [f"state {status['state']} after {elapsed_s:.1f} s; soliton number "
+             f"{status['soliton_number']}"]
     if status["spacing_ghz"] is not None:
-        print(f"  line spacing {status['spacing_ghz']:.3f} GHz (seed: ~49 GHz), 3-dB bandwidth "
-              f"{status['bandwidth_3db_thz']:.2f} THz (seed: 3.2 THz), "
-              f"{status['lines_20db']} lines 20 dB over the floor (seed: > 200)")
+        lines.append(f"line spacing {status['spacing_ghz']:.3f} GHz (seed: ~49 GHz), 3-dB "
+                     f"bandwidth {status['bandwidth_3db_thz']:.2f} THz (seed: 3.2 THz), "
+                     f"{status['lines_20db']} lines 20 dB over the floor (seed: > 200)")
+    return lines
+
+
+def _add_to_summary(report: Path, lines: list[str]) -> None:
+    """Print ``lines`` and append them to the report's ``summary.txt``."""
+    print("", *(f"  {line}" for line in lines), sep="\n")
+    with (report / "summary.txt").open("a") as out:
+        out.write("\n".join(lines) + "\n")
 
 
 def _write_report(report: Path, status: dict[str, Any], transitions: list[dict[str, Any]],
                   spectrum: dict[str, Any] | None) -> None:
     report.mkdir(parents=True, exist_ok=True)
+    (report / "summary.txt").write_text("")
     (report / "soliton.json").write_text(json.dumps(
         {"status": status, "transitions": transitions}, indent=2))
     if spectrum is not None:
@@ -120,4 +204,3 @@ def _write_report(report: Path, status: dict[str, Any], transitions: list[dict[s
             out.write("wavelength_nm,power_dbm\n")
             for x, y in zip(spectrum["wavelength_nm"], spectrum["power_dbm"], strict=True):
                 out.write(f"{x:.6f},{y:.3f}\n")
-    print(f"  report written to {report}/")

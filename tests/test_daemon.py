@@ -312,7 +312,7 @@ def test_bad_config_stops_serve_with_the_problem(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_demo_brings_up_a_locked_soliton_and_writes_a_report(tmp_path: Path) -> None:
+def test_demo_brings_up_a_locked_soliton_runs_qkd_and_writes_a_report(tmp_path: Path) -> None:
     station = write_default_station(tmp_path)
     result = subprocess.run(labd("demo", "--config", str(station.path), "--report",
                                  str(tmp_path / "report")),
@@ -325,4 +325,12 @@ def test_demo_brings_up_a_locked_soliton_and_writes_a_report(tmp_path: Path) -> 
     assert [t["state"] for t in report["transitions"]][-1] == "locked"
     spectrum = (tmp_path / "report" / "osa_spectrum.csv").read_text().splitlines()
     assert spectrum[0] == "wavelength_nm,power_dbm" and len(spectrum) > 1000
+    qkd = json.loads((tmp_path / "report" / "qkd.json").read_text())
+    assert [(c["channel"], c["system"]) for c in qkd["status"]["channels"]] == [
+        (31, "TR1"), (32, "TR2")]
+    assert all(0 < c["qber"] < 0.05 and c["skr_asymptotic_bps"] > 0
+               for c in qkd["status"]["channels"])
+    assert {m["channel"] for m in qkd["published"]} == {31, 32}
+    summary = (tmp_path / "report" / "summary.txt").read_text()
+    assert "state locked" in summary and "C31 TR1" in summary and "C32 TR2" in summary
     assert "exit code 0" in result.stdout
