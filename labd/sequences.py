@@ -315,10 +315,21 @@ class VerifyStep(_Step):
     criteria: Criteria
 
 
+class Relief(_Strict):
+    """The lock's outer loop: once the actuator sits beyond ``at_fraction`` of its output range, the
+    pump moves ``step_pm`` (at most once per ``interval_s``) the way that lets it come back, so
+    slow laser drift never drives the lock into its limits."""
+
+    step_pm: Positive
+    at_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.6
+    interval_s: Positive = 2.0
+
+
 class LockStep(_Step):
     """Start the PID that holds the comb power at ``setpoint_mw`` (``"current"``: the power at
     lock time). Output and gains are in pm of aux wavelength (``aux_wavelength``) or K of TEC
-    set-point (``tec``), offsets from where the actuator is when the lock starts; gains per mW."""
+    set-point (``tec``), offsets from where the actuator is when the lock starts; gains per mW.
+    With ``relief``, the pump takes over what drifts beyond the actuator's range."""
 
     kind: Literal["lock"]
     actuator: Literal["aux_wavelength", "tec"]
@@ -328,6 +339,7 @@ class LockStep(_Step):
     output_min: Number
     output_max: Number
     setpoint_mw: Setpoint = "current"
+    relief: Relief | None = None
 
     @model_validator(mode="after")
     def _sane(self) -> Self:
@@ -747,9 +759,13 @@ def describe(step: Step) -> str:
         case LockStep():
             at = ("the power at lock time" if isinstance(step.setpoint_mw, str)
                   else f"{_num(step.setpoint_mw)} mW")
+            relief = "" if step.relief is None else (
+                f", the pump relieving it by {_num(step.relief.step_pm)} pm beyond "
+                f"{_num(100 * step.relief.at_fraction)} % of that, at most every "
+                f"{_num(step.relief.interval_s)} s")
             return (f"lock the comb power at {at} with the {step.actuator} (kp {_num(step.kp)}, "
                     f"ki {_num(step.ki)}, kd {_num(step.kd)}; output {_num(step.output_min)} to "
-                    f"{_num(step.output_max)} {_ACTUATOR_UNIT[step.actuator]})")
+                    f"{_num(step.output_max)} {_ACTUATOR_UNIT[step.actuator]}{relief})")
         case CallStep():
             overrides = ", ".join(f"{key} = {value!r}" for key, value in step.parameters.items())
             return f"call {step.file}" + (f" with {overrides}" if overrides else "")
@@ -806,7 +822,8 @@ class Procedures(Protocol):
     async def verify(self, criteria: Criteria) -> dict[str, Any]: ...
 
     async def lock(self, actuator: str, kp: float, ki: float, kd: float, output_min: float,
-                   output_max: float, setpoint_mw: float | None) -> object: ...
+                   output_max: float, setpoint_mw: float | None,
+                   relief: Relief | None = None) -> object: ...
 
 
 Status = Literal["completed", "abort", "timeout", "error", "failed"]
@@ -966,7 +983,7 @@ class _Runner:
             case LockStep():
                 setpoint = None if isinstance(step.setpoint_mw, str) else step.setpoint_mw
                 return await p.lock(step.actuator, step.kp, step.ki, step.kd, step.output_min,
-                                    step.output_max, setpoint)
+                                    step.output_max, setpoint, step.relief)
             case CallStep():
                 await self.run(seq.calls[index])
                 return None

@@ -57,7 +57,8 @@ def test_shipped_numbers_carry_units_and_shared_defaults_agree() -> None:
         seq = load_sequence(path)
         for name, value in seq.parameters.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
-                assert unit_of(name) or name.endswith(("_steps", "_lines_20db", "_points")), name
+                assert unit_of(name) or name.endswith(
+                    ("_steps", "_lines_20db", "_points", "_fraction")), name
         for index, called in seq.calls.items():  # a caller's values are the callee's defaults
             alone = load_sequence(Path(called.source))
             overridden = seq.steps[index].parameters  # type: ignore[union-attr]
@@ -298,7 +299,7 @@ class FakeBench:
         return {"ok": self.verify_ok, "lines_20db": 150, "bandwidth_3db_thz": 2.1}
 
     async def lock(self, actuator: str, kp: float, ki: float, kd: float, output_min: float,
-                   output_max: float, setpoint_mw: float | None) -> None:
+                   output_max: float, setpoint_mw: float | None, relief: Any = None) -> None:
         await self._do("lock", actuator, kp, ki, kd, output_min, output_max, setpoint_mw)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labd.soliton.lock import LossDetector, Pid
+from labd.soliton.lock import LossDetector, Pid, PumpRelief
 
 
 def settle(pid: Pid, plant_gain: float, disturbance: float, steps: int, dt_s: float = 0.1
@@ -70,3 +70,12 @@ def test_loss_is_declared_after_the_hold_time_outside_the_band_only() -> None:
     assert not detector.update(12.33, 0.1)  # back: the count starts again
     readings = [detector.update(12.45, 0.1) for _ in range(5)]
     assert readings == [False, False, False, False, True]  # 0.5 s away
+
+
+def test_pump_relief_steps_against_the_output_beyond_its_share_of_the_range() -> None:
+    relief = PumpRelief(step_pm=0.1, at=0.6, interval_s=2.0)
+    assert relief.update(0.8, -1.5, 1.5, 0.1) == 0.0  # 53 % of the range: the PID's business
+    assert relief.update(1.0, -1.5, 1.5, 0.1) == -0.1  # 67 %: the pump one step to the blue
+    assert relief.update(1.0, -1.5, 1.5, 1.0) == 0.0  # not again within 2 s
+    assert relief.update(1.0, -1.5, 1.5, 1.0) == -0.1
+    assert relief.update(-1.2, -1.5, 1.5, 2.0) == 0.1  # the other side: to the red

@@ -22,9 +22,9 @@ import numpy as np
 from drivers.roles import Role
 from labd.rpc import ErrorCode, RpcError
 from labd.safety import Safety
-from labd.sequences import Criteria, RunResult, Sequence, load_sequence, run_sequence
+from labd.sequences import Criteria, Relief, RunResult, Sequence, load_sequence, run_sequence
 from labd.soliton.analysis import SpectrumAnalysis, analyse_spectrum
-from labd.soliton.lock import LossDetector, Pid
+from labd.soliton.lock import LossDetector, Pid, PumpRelief
 from labd.soliton.machine import Event, SolitonMachine, State
 from labd.station import InstrumentWorker, Station
 
@@ -58,6 +58,7 @@ class _Lock:
     task: asyncio.Task[None]
     pid: Pid
     actuator: str
+    relief: PumpRelief | None
 
 
 @dataclass
@@ -137,7 +138,12 @@ class SolitonController:
             raise RpcError(ErrorCode.BUSY, f"sequence {self.run_name} is running: stop it first",
                            {"owner": self.run_name})
         lock = self.lock_state
-        if lock is not None and self._actuator(lock.actuator)[0].name == instrument:
+        if lock is None:
+            return
+        steered = {self._actuator(lock.actuator)[0].name}
+        if lock.relief is not None:
+            steered.add(self._role(Role.PUMP_LASER).name)
+        if instrument in steered:
             raise RpcError(ErrorCode.BUSY, f"{instrument} is steered by the soliton lock",
                            {"owner": "soliton.lock"})
 
@@ -290,15 +296,19 @@ class SolitonController:
                 "envelope_residual_db": spectrum.envelope_residual_db}
 
     async def lock(self, actuator: str, kp: float, ki: float, kd: float, output_min: float,
-                   output_max: float, setpoint_mw: float | None) -> object:
-        """Hold the comb power by steering ``actuator``; runs until stopped or the soliton is
-        lost (then ``recover`` runs)."""
+                   output_max: float, setpoint_mw: float | None,
+                   relief: Relief | None = None) -> object:
+        """Hold the comb power by steering ``actuator`` (and, with ``relief``, the pump when
+        the actuator nears its range); runs until stopped or the soliton is lost (then
+        ``recover`` runs)."""
         worker, parameter, scale = self._actuator(actuator)
         base = float(await worker.get(parameter))
         setpoint = setpoint_mw if setpoint_mw is not None else await self._level()
         pid = Pid(kp, ki, kd, output_min, output_max, setpoint)
-        task = asyncio.create_task(self._hold(worker, parameter, base, scale, pid))
-        self.lock_state = _Lock(task, pid, actuator)
+        outer = None if relief is None else PumpRelief(relief.step_pm, relief.at_fraction,
+                                                        relief.interval_s)
+        task = asyncio.create_task(self._hold(worker, parameter, base, scale, pid, outer))
+        self.lock_state = _Lock(task, pid, actuator, outer)
         if self.machine.allows(Event.LOCK):
             self.machine.fire(Event.LOCK, f"holding {setpoint:.4g} mW with {actuator}")
         return {"setpoint_mw": setpoint}
@@ -402,7 +412,7 @@ class SolitonController:
         return max(LOSS_STEP_FRACTION * step, LOSS_MIN_FRACTION * abs(setpoint_mw))
 
     async def _hold(self, worker: InstrumentWorker, parameter: str, base: float, scale: float,
-                    pid: Pid) -> None:
+                    pid: Pid, relief: PumpRelief | None) -> None:
         loss = LossDetector(pid.setpoint, self._loss_band_mw(pid.setpoint))
         spec = worker.spec(parameter)
         last = time.monotonic()
@@ -413,6 +423,10 @@ class SolitonController:
             output = pid.update(power, now - last)
             dt, last = now - last, now
             await worker.write(parameter, worker.checked(spec, base + output * scale))
+            if relief is not None:
+                move_pm = relief.update(output, pid.output_min, pid.output_max, dt)
+                if move_pm:
+                    await self._nudge("pump_wavelength", -move_pm)  # _nudge steps to the blue
             self.measured.comb_power_mw = power
             self.publish("soliton.lock", {"error_mw": pid.setpoint - power, "output": output,
                                           "power_mw": power, "actuator": parameter,

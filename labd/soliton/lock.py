@@ -73,3 +73,24 @@ class LossDetector:
         away = abs(power_mw - self.reference_mw) > self.band_mw
         self._away_s = self._away_s + dt_s if away else 0.0
         return self._away_s >= self.hold_s
+
+
+@dataclass
+class PumpRelief:
+    """The outer loop over the lock: when the actuator's output passes ``at`` of its range, one
+    pump step the way that brings it back (both a redder aux and a warmer chip lower the
+    detuning, as does a bluer pump), at most once per ``interval_s``."""
+
+    step_pm: float
+    at: float
+    interval_s: float
+    _since_s: float = field(default=math.inf, init=False)
+
+    def update(self, output: float, output_min: float, output_max: float, dt_s: float) -> float:
+        """The pump move in pm now (0.0 for none)."""
+        self._since_s += dt_s
+        limit = output_max if output > 0 else output_min
+        if limit == 0 or output / limit < self.at or self._since_s < self.interval_s:
+            return 0.0
+        self._since_s = 0.0
+        return -math.copysign(self.step_pm, output)
