@@ -113,6 +113,11 @@ class SimulationConfig(_Strict):
     speed: Annotated[float, Field(gt=0, le=1000, description="world seconds per wall second")] = (
         1.0
     )
+    device: Annotated[Literal["seed"] | Annotated[int, Field(ge=0)], Field(
+        description="the chip on the mount: the seed's own device, or device k drawn from the "
+                    "fabrication population (sim_backends/world/resonator.py, DeviceSpread)")] = (
+        "seed"
+    )
     comb: Annotated[Literal["chip", "ideal"], Field(
         description="light at Alice's DEMUX: the chip's through port, or the seed's ideal "
                     "single-soliton comb (QKD without the soliton bring-up)")] = "chip"
@@ -127,8 +132,12 @@ class QkdChannelConfig(_Strict):
     system: Annotated[Literal["TR1", "TR2"], Field(
         description="the seed's transmitter this hardware is set up for: its attenuator gives that "
                     "mu, its RF drivers that system's modulator gains at the AWG's 0.5 Vpp")]
-    awg: Annotated[str, Field(description="instrument (role awg) driving the transmitter")]
-    counter: Annotated[str, Field(description="instrument (role spd_counter) counting Bob's SPDs")]
+    awg: Annotated[str | None, Field(
+        description="instrument (role awg) driving the transmitter; needed on Alice's site")] = None
+    counter: Annotated[str | None, Field(
+        description="instrument (role spd_counter) counting Bob's SPDs; needed on Bob's site")] = (
+        None
+    )
     bias: Annotated[str | None, Field(
         description="instrument (role bias) holding the transmitter's IM2 at its peak, locked "
                     "by qkd.start before the pattern plays; none: held without drift")] = None
@@ -152,8 +161,17 @@ class QkdConfig(_Strict):
     f_ec: Annotated[float, Field(ge=1, le=2, description="error-correction inefficiency")] = 1.16
     eps_sec: Annotated[float, Field(gt=0, lt=1)] = 1e-10
     eps_cor: Annotated[float, Field(gt=0, lt=1)] = 1e-15
+    site: Annotated[Literal["both", "alice", "bob"], Field(
+        description="the halves this daemon runs: both (the default), alice (patterns on the "
+                    "AWGs, serving the sifting endpoint) or bob (counters and estimates, asking "
+                    "Alice at the sifting endpoint)")] = "both"
+    sifting: Annotated[str | None, Field(
+        description="two sites: Alice's sifting endpoint (ZeroMQ REP), tcp://HOST:PORT; site "
+                    "alice binds it, site bob connects to it")] = None
     channels: dict[Annotated[str, Field(pattern=r"^[0-9]{1,3}$")], QkdChannelConfig] = Field(
         default_factory=dict, description="by ITU channel number (100 GHz grid, C31 = 193.1 THz)")
+
+    _check_sifting = field_validator("sifting")(_endpoint)
 
 
 def _ordered_pair(pair: list[float]) -> list[float]:
@@ -341,13 +359,19 @@ def _simulation_problems(config: StationConfig, simulation: SimulationConfig) ->
 
 def _qkd_problems(config: StationConfig) -> list[Problem]:
     problems = []
+    site = config.qkd.site
+    if site != "both" and config.qkd.sifting is None:
+        problems.append(Problem("qkd.sifting", f"site {site} needs Alice's sifting endpoint"))
+    needed = {"awg": site != "bob", "counter": site != "alice"}
     used: dict[str, str] = {}
     for key, channel in config.qkd.channels.items():
         for field, role in (("awg", Role.AWG), ("counter", Role.SPD_COUNTER), ("bias", Role.BIAS)):
             name = getattr(channel, field)
-            if name is None:
-                continue
             path = f"qkd.channels.{key}.{field}"
+            if name is None:
+                if needed.get(field):
+                    problems.append(Problem(path, f"site {site} needs the {role} instrument"))
+                continue
             inst = config.instruments.get(name)
             if inst is None or inst.role != role:
                 problems.append(Problem(path, f"no instrument {name!r} with role {role}"))

@@ -73,7 +73,8 @@ async def run_sim(config: StationConfig, exit_on_stdin_eof: bool,
               for name, knobs in simulation.faults.items()}
     testbed = await start_testbed(emulated_instruments(config), simulation.seed, faults,
                                   simulation.speed, qkd_systems(config),
-                                  ideal_comb=simulation.comb == "ideal")
+                                  ideal_comb=simulation.comb == "ideal",
+                                  device=None if simulation.device == "seed" else simulation.device)
     control_endpoint = control_endpoint or simulation.control
     control = asyncio.create_task(serve_control(control_endpoint, testbed.emulators))
     for line in testbed.lines:

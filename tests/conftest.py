@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import signal
 import socket
 import subprocess
@@ -18,22 +17,11 @@ from pathlib import Path
 import pytest
 
 from labd.client import Client, DaemonTimeout
+from labd.population import free_ports, relocated_station
 from labd.rpc import RpcError
 from sim_backends.server import LineEmulator, server_for
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct TCP ports on loopback that nothing listens on right now."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:  # held open together, so the OS hands out distinct ports
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def free_port() -> int:
@@ -198,24 +186,10 @@ class EmulatorThread:
 
 def write_default_station(directory: Path) -> StationFile:
     """The shipped instruments.toml with every port moved to a free one (and its record here)."""
-    text = (ROOT / "instruments.toml").read_text()
-    old_ports = sorted({int(p) for p in re.findall(r"(?:::|:)(\d{4,5})(?:::SOCKET|\")", text)})
-    new_ports = free_ports(len(old_ports) + 1)
-    for old, new in zip(old_ports, new_ports, strict=False):
-        text = re.sub(rf"(?<=[:]){old}(?=::SOCKET|\")", str(new), text)
-    control = new_ports[-1]
-    text = text.replace("[simulation]\n", f'[simulation]\ncontrol = "tcp://127.0.0.1:{control}"\n')
-    text = text.replace('database = "labd.sqlite"', f'database = "{directory / "labd.sqlite"}"')
-    text = text.replace('sequences = "sequences"', "")
-    text = text.replace("[daemon]\n", f'[daemon]\nsequences = "{ROOT / "sequences"}"\n')
-    path = directory / "instruments.toml"
-    path.write_text(text)
-    rpc = re.search(r'rpc = "(tcp://[^"]+)"', text)
-    pub = re.search(r'pub = "(tcp://[^"]+)"', text)
-    assert rpc and pub
-    ports = {"rpc": int(rpc[1].rsplit(":", 1)[1]), "pub": int(pub[1].rsplit(":", 1)[1]),
-             "control": control}
-    return StationFile(path, rpc[1], pub[1], ports)
+    station = relocated_station(directory)
+    ports = {name: int(endpoint.rsplit(":", 1)[1]) for name, endpoint in
+             (("rpc", station.rpc), ("pub", station.pub), ("control", station.control))}
+    return StationFile(station.path, station.rpc, station.pub, ports)
 
 
 def raw_exchange(port: int, *messages: bytes, terminator: bytes = b"\r") -> list[bytes]:

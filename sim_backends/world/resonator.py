@@ -30,7 +30,7 @@ import functools
 import itertools
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
@@ -139,6 +139,53 @@ class ResonatorParams:
     soliton_edge_spread_high: float = 6.0
     #: Smallest separation of soliton positions on the ring (many pulse widths), rad.
     soliton_min_separation_rad: float = 0.1
+
+
+@dataclass(frozen=True)
+class DeviceSpread:
+    """How chips of the seed's design differ from one another (fabrication, assembly): all
+    *assumed*. Relative spreads are lognormal sigmas; absolute ones normal sigmas. Resonances
+    move together with the ring's size (``common_shift_m``, which the aux laser's thermal lock
+    takes out) and apart between the pump's and the aux's mode families (``differential``)."""
+
+    loaded_q: float = 0.08
+    coupling_ratio: float = 0.03  # absolute, clipped to [0.35, 0.65]
+    dispersion_d2_hz: float = 0.05
+    common_shift_m: float = 50e-12
+    differential_shift_m: float = 1.5e-12
+    facet_loss_db: float = 0.25  # absolute, each facet
+    thermal_resistance: float = 0.15
+    thermal_tau: float = 0.3
+    absorbed_fraction: float = 0.04  # absolute
+
+
+def draw_device(rng: np.random.Generator, nominal: ResonatorParams | None = None,
+                spread: DeviceSpread | None = None) -> ResonatorParams:
+    """One chip from the population around ``nominal`` (the seed's device)."""
+    p, d = nominal or ResonatorParams(), spread or DeviceSpread()
+
+    def scaled(value: float, sigma: float) -> float:
+        return value * float(np.exp(sigma * rng.standard_normal()))
+
+    def shifted(value: float, sigma: float) -> float:
+        return value + sigma * float(rng.standard_normal())
+
+    common = shifted(0.0, d.common_shift_m)
+    thermal = replace(p.thermal, resistance_k_per_w=scaled(p.thermal.resistance_k_per_w,
+                                                           d.thermal_resistance),
+                      tau_s=scaled(p.thermal.tau_s, d.thermal_tau),
+                      absorbed_fraction=shifted(p.thermal.absorbed_fraction,
+                                                d.absorbed_fraction))
+    aux = replace(p.aux, wavelength_m=p.aux.wavelength_m + common)
+    return replace(
+        p, loaded_q=scaled(p.loaded_q, d.loaded_q),
+        coupling_ratio=min(max(shifted(p.coupling_ratio, d.coupling_ratio), 0.35), 0.65),
+        dispersion_d2_hz=scaled(p.dispersion_d2_hz, d.dispersion_d2_hz),
+        resonance_wavelength_m=shifted(p.resonance_wavelength_m + common,
+                                       d.differential_shift_m),
+        input_facet_loss_db=shifted(p.input_facet_loss_db, d.facet_loss_db),
+        output_facet_loss_db=shifted(p.output_facet_loss_db, d.facet_loss_db),
+        thermal=thermal, aux=aux)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from sim_backends.world.light import Light
 from sim_backends.world.modulator import MbxBiasController
 from sim_backends.world.qkd_feed import DEFAULT_RF_DRIVER_GAIN, QkdFeed
 from sim_backends.world.qkd_link import QkdLink, Receiver
-from sim_backends.world.resonator import Microresonator
+from sim_backends.world.resonator import Microresonator, ResonatorParams
 from sim_backends.world.tec import TecMount
 from sim_backends.world.thermal import AuxAmplifier
 
@@ -53,6 +53,7 @@ class Testbed:
     aux: TunableLaser = field(default_factory=lambda: TunableLaser(wavelength_m=1549.0e-9))
     edfa: Edfa = field(default_factory=Edfa)  # the 3.5 W booster, seeded by the pump laser
     aux_amp: AuxAmplifier = field(default_factory=AuxAmplifier)  # the aux booster, fixed 3.2 W
+    device: ResonatorParams = field(default_factory=ResonatorParams)  # the chip (seed's default)
     resonator: Microresonator = field(init=False)  # the microring: reduced model, LLE-calibrated
     tec: TecMount = field(init=False)  # the chip mount on its Peltier, with the controller's loop
     # The MBX holds the first system's IM2, whose bias drifts under it; the other IM2s are held
@@ -81,7 +82,7 @@ class Testbed:
             {(s.channel, d): d + 1 for s in systems for d in range(s.receiver.detectors)},
             {s.channel: s.rf_driver_gain for s in systems})
         self.countings = {s.channel: self._counting(s) for s in systems}
-        self.resonator = Microresonator(rng=self.rng_for("resonator"))
+        self.resonator = Microresonator(self.device, rng=self.rng_for("resonator"))
         _ = self.resonator.calibration  # the LLE table now (~ 1.5 s), not inside a sync
         self._drive_resonator()
         self.time_s = self.clock()

@@ -25,6 +25,7 @@ from sim_backends.world.resonator import (
     ResonatorParams,
     Soliton,
     cw_branch_powers,
+    draw_device,
     fold_detunings,
     soliton_calibration,
 )
@@ -473,3 +474,19 @@ def test_calibration_scales_to_other_pump_powers() -> None:
                                               n_modes=ring.params.table_n_modes))
         e1_device = e1 * math.sqrt(ring.constants.d2 / d2_table)
         assert cal.e1(mid, f2, ring.constants.d2) == pytest.approx(e1_device, rel=0.01)
+
+
+def test_drawn_chips_spread_as_specified_and_are_reproducible() -> None:
+    """400 chips: Q spread 8 % (lognormal), the pump and aux resonances moving together by
+    ~50 pm and apart by ~1.5 pm; one seed, one chip."""
+    nominal = ResonatorParams()
+    chips = [draw_device(np.random.default_rng(k)) for k in range(400)]
+    log_q = np.log([c.loaded_q / nominal.loaded_q for c in chips])
+    common = np.array([c.aux.wavelength_m - nominal.aux.wavelength_m for c in chips])
+    apart = np.array([c.resonance_wavelength_m - nominal.resonance_wavelength_m for c in chips]) \
+        - common
+    assert log_q.std() == pytest.approx(0.08, rel=0.2)
+    assert common.std() == pytest.approx(50e-12, rel=0.2)
+    assert apart.std() == pytest.approx(1.5e-12, rel=0.2)
+    assert all(0.35 <= c.coupling_ratio <= 0.65 for c in chips)
+    assert draw_device(np.random.default_rng(7)) == draw_device(np.random.default_rng(7))
