@@ -55,7 +55,7 @@ class Daemon:
             SolitonMachine(self.telemetry.publish, self.recorder.transition),
             self.telemetry.publish, config_path.parent / config.daemon.sequences)
         self.safety.listeners.append(self.soliton.on_safety_abort)
-        self.qkd = QkdService(config.qkd, self.station, self.telemetry.publish)
+        self.qkd = QkdService(config.qkd, self.station, self.telemetry.publish, self._context)
         self.dispatcher = Dispatcher(
             methods(Services(config, self.station, self.leases, self.safety, self.soliton,
                              self.qkd)),
@@ -90,6 +90,7 @@ class Daemon:
             await asyncio.to_thread(self.station.close)
             self.router.close(linger=0)
             self.telemetry.socket.close(linger=0)
+            self.qkd.close()
             if testbed is not None:
                 await testbed.stop()
             self.recorder.close()
@@ -100,7 +101,7 @@ class Daemon:
         log.info("labd serving JSON-RPC on %s, telemetry on %s",
                  self.config.daemon.rpc, self.config.daemon.pub)
         self.watchdog.start()
-        jobs = [self._receive(), self._watch_safety(), self.station.supervise(),
+        jobs = [self._receive(), self._watch_safety(), self.station.supervise(), self.qkd.serve(),
                 *map(self._poll, self.station.workers.values())]
         tasks = [asyncio.create_task(job) for job in jobs]
         try:

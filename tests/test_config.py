@@ -89,6 +89,15 @@ BAD_FILES = {
                            "simulation.control: port 5000 is already in use"),
     "upper-case instrument name": (replace("[instruments.pump]", "[instruments.Pump]"),
                                    "instruments.Pump: instrument names are lower_case"),
+    "a QKD site without Alice's endpoint": (
+        replace("f_ec = 1.16", 'f_ec = 1.16\nsite = "bob"'),
+        "qkd.sifting: site bob needs Alice's sifting endpoint"),
+    "malformed sifting endpoint": (
+        replace("f_ec = 1.16", 'f_ec = 1.16\nsifting = "localhost:5560"'),
+        "qkd.sifting: 'localhost:5560' is not a ZeroMQ endpoint"),
+    "a QKD channel without its counter": (
+        replace('awg = "awg"\ncounter = "spd_counter"\n', 'awg = "awg"\n'),
+        "qkd.channels.31.counter: site both needs the spd_counter instrument"),
 }
 
 

@@ -2,12 +2,19 @@
 
 Per channel (``[qkd.channels.N]``), Alice's half draws a pattern from the OS CSPRNG, uploads its
 four drives to the channel's AWG (DAC mode FOUR) and starts it, then announces the decoy
-intensities and class shares (`labd.qkd.sifting`). Bob's half counts: every update it resets the
-channel's time controller (a new window starts), waits ``update_interval_s`` (at least one window
-of ``integration_time_s`` ends meanwhile: the config checks it), reads the 12 sifted-class
-combiners (`labd.qkd.receiver`), adds the window to the run's tally, estimates from the whole
-tally (the run is the finite-key block: `labd.qkd.estimation`) and publishes ``qkd.<channel>``.
-Everything goes through the instruments' workers; nothing reads the simulated world.
+intensities and class shares (`labd.qkd.sifting`). Bob's half asks Alice for that announcement,
+then counts: every update it resets the channel's time controller (a new window starts), waits
+``update_interval_s`` (at least one window of ``integration_time_s`` ends meanwhile: the config
+checks it), reads the 12 sifted-class combiners (`labd.qkd.receiver`), adds the window to the
+run's tally, estimates from the whole tally (the run is the finite-key block:
+`labd.qkd.estimation`) and publishes ``qkd.<channel>``. Everything goes through the instruments'
+workers; nothing reads the simulated world.
+
+``[qkd] site`` says which halves this daemon runs: ``both`` (the default; Bob reads Alice's
+announcement in-process), ``alice`` (its ``qkd.start`` only sends; it answers Bob at the
+``sifting`` endpoint; its ``qkd.status`` lists the channels sent, without estimates) or ``bob``
+(its ``qkd.start`` only counts, asking Alice at ``sifting``: start Alice's channels first, and
+Bob's again after Alice's restart, which draws new patterns).
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import zmq.asyncio
+
 from labd.config import QkdConfig
 from labd.qkd import estimation
 from labd.qkd.patterns import AWG_CHANNEL, TransmitterSettings, generate
 from labd.qkd.receiver import Tally
-from labd.qkd.sifting import Announcement, LocalAlice
+from labd.qkd.sifting import AliceLink, AliceServer, Announcement, LocalAlice, RemoteAlice
 from labd.qkd.transmitter import play, settings_for, upload_drive
 from labd.rpc import ErrorCode, RpcError
 from labd.station import InstrumentWorker, Station
@@ -77,18 +86,39 @@ class ChannelRequest:
 class QkdService:
     """The QKD runs of the station, one per channel, started and stopped together."""
 
-    def __init__(self, config: QkdConfig, station: Station, publish: Publish) -> None:
+    def __init__(self, config: QkdConfig, station: Station, publish: Publish,
+                 context: zmq.asyncio.Context | None = None) -> None:
         self.config = config
         self.station = station
         self.publish = publish
+        self.sends, self.counts = config.site != "bob", config.site != "alice"
         self.announcements: dict[int, Announcement] = {}
-        self.alice = LocalAlice(self.announcements)
+        self.alice: AliceLink = LocalAlice(self.announcements)
+        self.sifting: AliceServer | None = None
+        if config.site != "both":
+            assert config.sifting is not None  # the config's checks require it
+            if config.site == "alice":
+                self.sifting = AliceServer(self.alice, config.sifting, context)
+            else:
+                self.alice = RemoteAlice(config.sifting, context=context)
         self.runs: dict[int, ChannelRun] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
 
     @property
     def running(self) -> bool:
-        return bool(self._tasks)
+        return bool(self._tasks or self.announcements)
+
+    async def serve(self) -> None:
+        """Answer Bob's sifting requests until cancelled (site alice; returns at once else)."""
+        if self.sifting is not None:
+            await self.sifting.serve()
+
+    def close(self) -> None:
+        """Close the sifting socket (daemon shutdown)."""
+        if self.sifting is not None:
+            self.sifting.close()
+        if isinstance(self.alice, RemoteAlice):
+            self.alice.close()
 
     def status(self) -> list[dict[str, Any]]:
         return [run.status() for run in self.runs.values()]
@@ -96,7 +126,7 @@ class QkdService:
     async def start(self, requests: Sequence[ChannelRequest] | None) -> list[dict[str, Any]]:
         """Start QKD on ``requests`` (None: the seed's TR1 and TR2 on their channels)."""
         if self.running:
-            raise RpcError(ErrorCode.BUSY, f"QKD runs on channels {sorted(self._tasks)}: "
+            raise RpcError(ErrorCode.BUSY, f"QKD runs on channels {sorted(self.runs)}: "
                            "qkd.stop first", {"owner": "qkd"})
         plan = self._plan(self._default() if requests is None else requests)
         self.runs.clear()
@@ -112,9 +142,10 @@ class QkdService:
         """Stop counting and the AWGs; the runs' last estimates stay in ``status``."""
         self.cancel()
         for channel in list(self.announcements):
-            awg = self.station.worker(self.config.channels[str(channel)].awg)
+            name = self.config.channels[str(channel)].awg
+            assert name is not None  # Alice announces only channels she sends on
             try:
-                await awg.run(lambda driver: driver.stop(), "stop")
+                await self.station.worker(name).run(lambda driver: driver.stop(), "stop")
             except RpcError as exc:
                 log.warning("qkd.stop: channel %d: %s", channel, exc.message)
             del self.announcements[channel]
@@ -151,6 +182,9 @@ class QkdService:
                                f"the station has {known}", where)
             if request.channel in (c for c, _ in plan):
                 raise _invalid(f"channels[{n}]: channel {request.channel} twice", where)
+            if request.transmitter and not self.sends:
+                raise _invalid(f"channels[{n}].transmitter: Alice's daemon draws the patterns; "
+                               "give the settings to her qkd.start", where)
             try:
                 settings = settings_for(channel.system, request.transmitter)
             except ValueError as exc:
@@ -159,8 +193,33 @@ class QkdService:
         return plan
 
     async def _start(self, channel: int, settings: TransmitterSettings) -> None:
+        """Alice's half sends (site alice or both), Bob's half counts (site bob or both)."""
         config = self.config.channels[str(channel)]
-        awg, counter = self.station.worker(config.awg), self.station.worker(config.counter)
+        if self.sends:
+            await self._send(channel, settings)
+        announcement = await self._announcement(channel)
+        protocol = estimation.Protocol(
+            clock_hz=announcement.clock_hz, p_x=announcement.p_x,
+            probabilities=announcement.class_shares, f_ec=self.config.f_ec,
+            eps_sec=self.config.eps_sec, eps_cor=self.config.eps_cor,
+            efficiency=config.post_processing_efficiency)
+        if not self.counts:  # Alice's entry: the channel and system, no estimates
+            self.runs[channel] = ChannelRun(channel, config.system, announcement, protocol, 0.0)
+            return
+        assert config.counter is not None  # the config's checks require it on Bob's site
+        counter = self.station.worker(config.counter)
+        window_s = await counter.run(lambda driver: _set_window(driver,
+                                                                self.config.integration_time_s),
+                                     "integration time")
+        run = ChannelRun(channel, config.system, announcement, protocol, window_s)
+        self.runs[channel] = run
+        self._tasks[channel] = asyncio.create_task(self._count(run, counter))
+
+    async def _send(self, channel: int, settings: TransmitterSettings) -> None:
+        """Alice: the pattern drawn, uploaded and playing, and its announcement kept for Bob."""
+        config = self.config.channels[str(channel)]
+        assert config.awg is not None  # the config's checks require it on Alice's site
+        awg = self.station.worker(config.awg)
         if config.bias is not None:  # before the pattern: its sweep would mislead the attenuator
             await self._lock_bias(self.station.worker(config.bias))
         pattern = await asyncio.to_thread(generate, settings)
@@ -168,19 +227,17 @@ class QkdService:
             await awg.run(functools.partial(upload_drive, pattern=pattern, channel=awg_channel),
                           f"upload channel {awg_channel}")
         await awg.run(play, "start")
-        window_s = await counter.run(lambda driver: _set_window(driver,
-                                                                self.config.integration_time_s),
-                                     "integration time")
         self.announcements[channel] = Announcement.of(channel, pattern)
-        protocol = estimation.Protocol(
-            clock_hz=settings.clock_hz, p_x=self.announcements[channel].p_x,
-            probabilities=self.announcements[channel].class_shares, f_ec=self.config.f_ec,
-            eps_sec=self.config.eps_sec, eps_cor=self.config.eps_cor,
-            efficiency=config.post_processing_efficiency)
-        run = ChannelRun(channel, config.system, await self.alice.announcement(channel),
-                         protocol, window_s)
-        self.runs[channel] = run
-        self._tasks[channel] = asyncio.create_task(self._count(run, counter))
+
+    async def _announcement(self, channel: int) -> Announcement:
+        """Alice's announcement for ``channel``; an INSTRUMENT_FAULT error naming her if she has
+        none or does not answer."""
+        try:
+            return await self.alice.announcement(channel)
+        except (LookupError, TimeoutError) as exc:
+            raise RpcError(ErrorCode.INSTRUMENT_FAULT, f"channel {channel}: {exc}",
+                           {"instrument": "alice", "command": "announcement",
+                            "detail": str(exc)}) from exc
 
     async def _lock_bias(self, bias: InstrumentWorker) -> None:
         """Lock IM2's bias at its peak and wait for the lock."""
