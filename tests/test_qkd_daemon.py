@@ -15,6 +15,8 @@ measured here give for a one-hour block, after post-processing. Channels compare
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,14 @@ from labd.client import Client, Subscription
 from labd.config import load_config
 from labd.qkd import estimation
 from labd.rpc import ErrorCode, RpcError
-from tests.conftest import ROOT, RunningDaemon, StationFile, free_ports, running_daemon
+from tests.conftest import (
+    ROOT,
+    RunningDaemon,
+    StationFile,
+    free_ports,
+    running_daemon,
+)
+from tests.test_daemon import labctl
 
 SEED_QBER, QBER_TOLERANCE, SEED_QBER_SPREAD = 0.0266, 0.005, 0.0033
 SEED_SKR_BPS = {"TR1": 78.764e3, "TR2": 195.360e3}
@@ -230,3 +239,23 @@ def test_eight_channels_at_once_run_and_report(tmp_path: Path) -> None:
         assert entry["block_s"] > 0
         assert entry["qber"] == pytest.approx(SEED_QBER, abs=QBER_TOLERANCE), channel
         assert entry["skr_asymptotic_bps"] > 0
+
+
+def test_labctl_starts_watches_and_stops_qkd(operator: Client, qkd_daemon: RunningDaemon) -> None:
+    rpc, lease = qkd_daemon.station.rpc, ("--lease", operator.lease or "")
+    started = labctl(rpc, *lease, "--timeout", "60", "qkd", "start", "--channels", "31,34")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.splitlines()[0] == "running"
+    assert "C31 TR1" in started.stdout and "C34 TR2" in started.stdout
+    time.sleep(3.0)
+    status = labctl(rpc, "qkd", "status")  # an observer: no lease needed
+    assert status.returncode == 0, status.stderr
+    assert re.search(r"C31 TR1: QBER \d\.\d\d %, gain .* kbps", status.stdout), status.stdout
+    stopped = labctl(rpc, *lease, "--json", "qkd", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    result = json.loads(stopped.stdout)
+    assert result["running"] is False
+    assert [c["channel"] for c in result["channels"]] == [31, 34]
+    refused = labctl(rpc, "qkd", "start")
+    assert refused.returncode == 1 and str(int(ErrorCode.LEASE_REQUIRED)) in refused.stderr
+
