@@ -136,9 +136,10 @@ class Enumerating:
         return out
 
 
-@pytest.mark.parametrize(("n", "width", "per_value"), [(3, 1, 64), (29, 1, 8), (1000, 2, 64)])
+@pytest.mark.parametrize(("n", "width", "per_value"), [(3, 1, 256), (29, 1, 8), (1000, 2, 64)])
 def test_uniform_below_has_no_modulo_bias(n: int, width: int, per_value: int) -> None:
-    # one cycle of all words: rejection maps them to exactly equal counts
+    # one cycle of all words (n = 3: four 2-bit words per byte, 256 bytes): rejection maps them
+    # to exactly equal counts
     drawn = uniform_below(Enumerating(width), n, n * per_value)
     assert np.all(np.bincount(drawn, minlength=n) == per_value)  # byte % 29 would not be
 

@@ -13,9 +13,12 @@ bit, and a global phase. QKD's security rests on Eve being unable to predict the
 from the OS CSPRNG (``secrets.token_bytes``: getrandom, ChaCha20 on Linux) by default. numpy's
 PCG64 is not a CSPRNG: its 128-bit state follows from a few outputs, after which every later
 choice is known. Draws are exact, without modulo bias: a uniform integer below n takes
-ceil(log2 n)-bit words and rejects those >= n (``uniform_below``); the class is a uniform integer
-below the weights' sum (32 for 29:2:1, no rejection), the basis a uniform integer below the
-denominator of p_X as a fraction (limited to 2^16: 0.9 is drawn as exactly 9/10). A seed switches
+ceil(log2 n)-bit words (several to a byte when they fit: a bit or a basis costs 1/8 byte) and
+rejects those >= n (``uniform_below``); the class is a uniform integer below the weights' sum (32
+for 29:2:1, no rejection), the basis a uniform integer below the denominator of p_X as a fraction
+(limited to 2^16: 0.9 is drawn as exactly 9/10). The seed's settings take 1.75 random bytes per
+slot (11 bits of choices); drawing them runs at about half the rate at which the OS hands out
+those bytes (``bench/bench_patterns.py``). A seed switches
 to ``SeededRandom``, SHAKE-256 of (seed, call number): reproducible, for tests only, INSECURE.
 
 Caveat for key: a looped AWG segment repeats the same choices every period. Once sifting has
@@ -161,18 +164,31 @@ def uniform_below(source: RandomSource, n: int, count: int) -> UIntArray:
         raise ValueError(f"need 1 <= n <= 2^64 and count >= 0, not n={n}, count={count}")
     bits = (n - 1).bit_length()
     dtype = next(word for width, word in _WORD_TYPES if bits <= width)
-    mask = dtype.type((1 << bits) - 1)
-    out = np.empty(count, dtype)
-    filled = 0
+    if bits == 0:
+        return np.zeros(count, dtype)
+    rounds, filled = [], 0
     while filled < count:
         need = count - filled
         draw = need * (1 << bits) // n + 64  # enough for one round nearly always
-        words = np.frombuffer(source.read(draw * dtype.itemsize), dtype) & mask
-        kept = words if n == 1 << bits else words[words < n]
-        take = min(kept.size, need)
-        out[filled:filled + take] = kept[:take]
-        filled += take
-    return out
+        words = _words(source, bits, dtype, draw)
+        kept = (words if n == 1 << bits else words[words < n])[:need]
+        rounds.append(kept)
+        filled += kept.size
+    return rounds[0] if len(rounds) == 1 else np.concatenate(rounds)
+
+
+def _words(source: RandomSource, bits: int, dtype: np.dtype[Any], count: int) -> UIntArray:
+    """``count`` words of ``bits`` bits: 8 // bits of them from each byte when bits <= 4 (a
+    basis or bit choice takes one eighth of a byte, not a byte), else each in a whole word."""
+    mask = dtype.type((1 << bits) - 1)
+    if bits > 4:
+        return np.frombuffer(source.read(count * dtype.itemsize), dtype) & mask
+    per_byte = 8 // bits
+    raw = np.frombuffer(source.read(-(-count // per_byte)), np.uint8)
+    words = np.empty((raw.size, per_byte), np.uint8)  # word k: byte k // per_byte
+    for field in range(per_byte):  # one long vectorised pass per field
+        np.bitwise_and(raw >> (field * bits), mask, out=words[:, field])
+    return words.reshape(-1)[:count]
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -321,15 +337,18 @@ class SymbolRecord:
 def draw_symbols(settings: TransmitterSettings, source: RandomSource) -> SymbolRecord:
     """Alice's choices for one period, each exactly distributed (see the module docstring)."""
     n = settings.pattern_slots
-    bounds = np.cumsum(settings.class_weights)
-    intensity = np.searchsorted(bounds, uniform_below(source, int(bounds[-1]), n), side="right")
+    mu_weight, nu1_weight, nu2_weight = settings.class_weights
+    draws = uniform_below(source, mu_weight + nu1_weight + nu2_weight, n)
+    # class = how many of the two upper bounds the draw reaches (two passes, no search)
+    intensity = ((draws >= mu_weight).view(np.uint8)
+                 + (draws >= mu_weight + nu1_weight).view(np.uint8))
     p_x = settings.basis_probability
     basis = uniform_below(source, p_x.denominator, n) >= p_x.numerator
     levels = settings.phase_levels or _CONTINUOUS_LEVELS
     return SymbolRecord(
-        intensity=intensity.astype(np.uint8),
-        basis=basis.astype(np.uint8),
-        bit=uniform_below(source, 2, n).astype(np.uint8),
+        intensity=intensity,
+        basis=basis.view(np.uint8),
+        bit=uniform_below(source, 2, n),
         phase_index=uniform_below(source, levels, n),
         phase_levels=levels,
         secure=source.secure,
