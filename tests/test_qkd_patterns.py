@@ -21,7 +21,13 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 
 import labd.qkd.patterns as patterns
-from drivers.keysight_m8195a import MARKER_MODES, SIGNAL_CHANNELS, dac_codes, marker_bits
+from drivers.keysight_m8195a import (
+    MARKER_MODES,
+    SIGNAL_CHANNELS,
+    M8195AAwg,
+    dac_codes,
+    marker_bits,
+)
 from labd.qkd.patterns import (
     AWG_CHANNEL,
     AWG_DAC_MODE,
@@ -44,11 +50,15 @@ from labd.qkd.patterns import (
     suggest_im2_gain,
     uniform_below,
 )
+from labd.qkd.transmitter import play, upload_drive
+from sim_backends.instruments.keysight_m8195a import M8195AEmulator
 from sim_backends.world import qkd_link
+from sim_backends.world.awg import ArbitraryWaveformGenerator
 from sim_backends.world.demux import itu_frequency_hz
 from sim_backends.world.light import Light
 from sim_backends.world.modulator import MachZehnderModulator
 from sim_backends.world.qkd_link import ModulatorDrives, SymbolTable, Transmitter
+from tests.conftest import EmulatorThread
 
 ALPHA = 1e-6
 N_STAT = 1 << 17
@@ -201,6 +211,30 @@ def test_awg_samples_obey_the_m8195a_segment_rules(slots: int) -> None:
     marker_bits(np.column_stack([np.zeros(n, bool), sync]), n)  # edge spacing accepted
     edges = np.flatnonzero(np.diff(sync.astype(np.int8), prepend=sync[-1]) == 1)
     assert edges.tolist() == [0] and sync.sum() == SYNC_MARKER_SAMPLES
+
+
+@pytest.mark.parametrize("slots", [20, 1 << 14])
+def test_the_transmitter_uploads_segments_the_m8195a_accepts(slots: int) -> None:
+    """Through the driver to the emulator, which refuses a segment off the rules with its own
+    error (tests/test_keysight_m8195a.py): each drive's segment is played bit-exactly."""
+    pattern = generate(TR1.replace(pattern_slots=slots, seed=slots))
+    world = ArbitraryWaveformGenerator()
+    served = EmulatorThread(M8195AEmulator(world))
+    awg = M8195AAwg(served.resource, name="awg", timeout_s=5.0)
+    try:
+        for channel in AWG_CHANNEL.values():
+            upload_drive(awg, pattern, channel)
+        play(awg)
+        assert awg.dac_mode == AWG_DAC_MODE
+    finally:
+        awg.close()
+        served.close()
+    for drive, channel in AWG_CHANNEL.items():
+        played = world.played(channel)
+        assert played is not None, drive
+        n = played.samples.size
+        assert n == pattern.n_samples and n % 256 == 0 and n >= 1280
+        np.testing.assert_array_equal(np.rint(played.samples * 127), pattern.codes(drive))
 
 
 def test_channel_plan_needs_four_mode_and_an_external_sync() -> None:
