@@ -119,10 +119,10 @@ class RunningDaemon:
     station: StationFile
     process: subprocess.Popen[bytes]
 
-    def operator(self, holder: str = "tester") -> Client:
-        """A client holding the operator lease."""
+    def operator(self, holder: str = "tester", ttl_s: float = 60.0) -> Client:
+        """A client holding the operator lease (for ``ttl_s`` unless renewed)."""
         client = Client(self.station.rpc)
-        client.acquire_lease(holder)
+        client.acquire_lease(holder, ttl_s)
         return client
 
     def stop(self, sig: int = signal.SIGTERM) -> int:

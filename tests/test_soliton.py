@@ -8,9 +8,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from labd.client import Client, Subscription
+from labd.config import parse_config
 from labd.soliton.machine import TRANSITIONS, Event, IllegalTransition, SolitonMachine, State
 from sim_backends.control import send_control
 from tests.conftest import RunningDaemon, running_daemon, write_default_station
@@ -61,6 +63,12 @@ def wait_for_state(client: Client, states: set[str], timeout_s: float) -> dict:
     raise AssertionError(f"not in {states} within {timeout_s} s: {status}")
 
 
+HOUR_S = 3600.0
+#: A TSL-570 class laser holds its wavelength to about +-1 pm over an hour.
+DRIFT = {"pump": {"rate_pm_per_h": 1.0, "wander_pm_per_sqrt_h": 1.0, "seed": 11},
+         "aux": {"rate_pm_per_h": -0.5, "wander_pm_per_sqrt_h": 1.0, "seed": 12}}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_cold_start_reaches_a_locked_single_soliton_like_the_seeds_and_recovers_it(
@@ -68,7 +76,7 @@ def test_cold_start_reaches_a_locked_single_soliton_like_the_seeds_and_recovers_
     """From cold to a locked single soliton; then the aux laser drops out for 0.1 s of world
     time, the soliton is lost, and the daemon finds it again by itself."""
     spectra = Subscription(soliton_daemon.station.pub, ("osa.spectrum",), timeout_s=300)
-    with soliton_daemon.operator() as client:
+    with soliton_daemon.operator(ttl_s=1800) as client:
         started = time.monotonic()
         client.call("soliton.start")
         status = wait_for_state(client, {"locked", "fault"}, 300)
@@ -98,6 +106,42 @@ def test_cold_start_reaches_a_locked_single_soliton_like_the_seeds_and_recovers_
         assert status["state"] == "locked" and status["soliton_number"] == 1, status
         assert status["lines_20db"] >= 200
         states.close()
+    spectra.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_lock_holds_the_soliton_for_an_hour_of_laser_drift(
+        soliton_daemon: RunningDaemon) -> None:
+    """Continues the bring-up above: an hour of world time (6 min of wall at speed 10) with both
+    lasers drifting and wandering, locked throughout; then the abort, and the record."""
+    station = soliton_daemon.station
+    simulation = parse_config(station.path.read_text()).simulation
+    assert simulation is not None
+    speed = simulation.speed
+    with soliton_daemon.operator(ttl_s=1800) as client:
+        assert client.call("soliton.status")["state"] == "locked", "needs the bring-up above"
+        watch = Subscription(station.pub, ("soliton.state", "soliton.lock"), timeout_s=30)
+        for laser, drift in DRIFT.items():
+            send_control(station.control, {"instrument": laser, "op": "drift", **drift})
+        ends = time.monotonic() + HOUR_S / speed
+        powers, outputs, setpoint, band = [], [], 0.0, 0.0
+        for topic, message in watch:
+            assert topic == "soliton.lock", f"the soliton moved: {message}"
+            powers.append(message["power_mw"])
+            outputs.append(message["output"])
+            setpoint = message["power_mw"] + message["error_mw"]
+            band = message["loss_band_mw"]
+            if time.monotonic() > ends:
+                break
+        watch.close()
+        deviation = np.array(powers) - setpoint
+        print(f"an hour locked: {len(powers)} readings, power deviation rms "
+              f"{deviation.std() * 1e3:.2f} uW, max {np.abs(deviation).max() * 1e3:.2f} uW of "
+              f"{setpoint:.3f} mW; aux output {min(outputs):.2f} to {max(outputs):.2f} pm")
+        assert len(powers) > 1000
+        assert np.abs(deviation).max() < band
+        assert client.call("soliton.status")["locked"] is True
         result = client.call("safety.abort", reason="test over")
         assert result["steps"][0]["instrument"] == "edfa"
         status = client.call("soliton.status")
@@ -105,8 +149,7 @@ def test_cold_start_reaches_a_locked_single_soliton_like_the_seeds_and_recovers_
         for laser in ("pump", "aux"):
             assert client.call("station.get", instrument=laser,
                                parameter="output_enabled")["value"] is False
-    spectra.close()
-    database = soliton_daemon.station.path.parent / "labd.sqlite"
+    database = station.path.parent / "labd.sqlite"
     rows = sqlite3.connect(database).execute(
         "SELECT source, target FROM transitions ORDER BY t").fetchall()
     assert rows[:2] == [("idle", "preparing"), ("preparing", "sweeping")]
@@ -117,4 +160,3 @@ def test_cold_start_reaches_a_locked_single_soliton_like_the_seeds_and_recovers_
     traces = sqlite3.connect(database).execute(
         "SELECT body FROM telemetry WHERE topic = 'soliton.trace'").fetchall()
     assert any("power_meter.power_mw" in json.loads(body) for (body,) in traces)
-
