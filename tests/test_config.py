@@ -90,7 +90,7 @@ BAD_FILES = {
     "upper-case instrument name": (replace("[instruments.pump]", "[instruments.Pump]"),
                                    "instruments.Pump: instrument names are lower_case"),
     "a QKD site without Alice's endpoint": (
-        replace("f_ec = 1.16", 'f_ec = 1.16\nsite = "bob"'),
+        replace('site = "both"', 'site = "bob"'),
         "qkd.sifting: site bob needs Alice's sifting endpoint"),
     "malformed sifting endpoint": (
         replace("f_ec = 1.16", 'f_ec = 1.16\nsifting = "localhost:5560"'),

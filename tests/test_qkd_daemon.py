@@ -243,19 +243,19 @@ def test_eight_channels_at_once_run_and_report(tmp_path: Path) -> None:
 
 def test_labctl_starts_watches_and_stops_qkd(operator: Client, qkd_daemon: RunningDaemon) -> None:
     rpc, lease = qkd_daemon.station.rpc, ("--lease", operator.lease or "")
-    started = labctl(rpc, *lease, "--timeout", "60", "qkd", "start", "--channels", "31,34")
+    started = labctl(rpc, *lease, "--timeout", "60", "qkd", "start", "--channels", "32,34")
     assert started.returncode == 0, started.stderr
     assert started.stdout.splitlines()[0] == "running"
-    assert "C31 TR1" in started.stdout and "C34 TR2" in started.stdout
+    assert "C32 TR2" in started.stdout and "C34 TR2" in started.stdout
     time.sleep(3.0)
     status = labctl(rpc, "qkd", "status")  # an observer: no lease needed
     assert status.returncode == 0, status.stderr
-    assert re.search(r"C31 TR1: QBER \d\.\d\d %, gain .* kbps", status.stdout), status.stdout
+    assert re.search(r"C32 TR2: QBER \d\.\d\d %, gain .* kbps", status.stdout), status.stdout
     stopped = labctl(rpc, *lease, "--json", "qkd", "stop")
     assert stopped.returncode == 0, stopped.stderr
     result = json.loads(stopped.stdout)
     assert result["running"] is False
-    assert [c["channel"] for c in result["channels"]] == [31, 34]
+    assert [c["channel"] for c in result["channels"]] == [32, 34]
     refused = labctl(rpc, "qkd", "start")
     assert refused.returncode == 1 and str(int(ErrorCode.LEASE_REQUIRED)) in refused.stderr
 
