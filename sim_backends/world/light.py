@@ -51,6 +51,18 @@ class Light:
         return Light(self.line_frequency_hz, self.line_power_mw * factor,
                      self.background_frequency_hz, self.background_mw_per_hz * factor)
 
+    def bandpass(self, centre_hz: float, width_hz: float, floor_db: float) -> Light:
+        """The same light through a flat-top bandpass (3rd-order Butterworth, ``width_hz`` at
+        -3 dB) that lets ``floor_db`` below the peak through everywhere else."""
+
+        def transmission(f: FloatArray) -> FloatArray:
+            shape = 1.0 / (1.0 + (2.0 * (f - centre_hz) / width_hz) ** 6)
+            return np.maximum(shape, 10.0 ** (-floor_db / 10.0))
+
+        return Light(self.line_frequency_hz, self.line_power_mw * transmission(
+            self.line_frequency_hz), self.background_frequency_hz,
+            self.background_mw_per_hz * transmission(self.background_frequency_hz))
+
     @staticmethod
     def line(frequency_hz: float, power_mw: float) -> Light:
         """A single narrow line (a laser)."""

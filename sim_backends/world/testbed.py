@@ -64,6 +64,11 @@ class Testbed:
     bias: MbxBiasController = field(init=False)  # the MBX on the first system's IM2
     countings: dict[int, CountingSystem] = field(init=False)  # per system: SPDs, time controller
     qkd_feed: QkdFeed = field(init=False)  # the AWGs' patterns through the link, as photon flux
+    #: The tunable bandpass after the EDFA, set on the pump (assumed, as on DKS benches): without
+    #: it the amplifier's ASE (~ 1e-13 mW/Hz at 3.5 W) passes the chip into every DEMUX channel,
+    #: a few per cent of a comb line's power, and, broadband and unpolarised, raises the QBER.
+    pump_filter_width_hz: float = 125e9  # ~ 1 nm
+    pump_filter_floor_db: float = 40.0
     osa_tap: float = 0.1  # fraction of the through-port light split to the OSA (-10 dB), assumed
     power_meter_tap: float = 0.01  # and to the power meter (watts would saturate it), assumed
     comb_override: Light | None = None  # test seam: light at Alice's DEMUX instead of the chip's
@@ -121,12 +126,17 @@ class Testbed:
     def _drive_resonator(self) -> None:
         """The ring's inputs as they are now: EDFA and aux-booster light, laser sweeps, mount."""
         ring = self.resonator
-        ring.pump = self.edfa.amplified()
+        ring.pump = self._filtered_pump()
         ring.pump_sweep_m_per_s = self.pump.sweep_rate_m_per_s
         ring.aux = self.aux_amp.output(Light.line(self.aux.frequency_hz,
                                                   self.aux.emitted_power_mw))
         ring.aux_sweep_m_per_s = self.aux.sweep_rate_m_per_s
         ring.mount_c = self.tec.temperature_c
+
+    def _filtered_pump(self) -> Light:
+        """The EDFA's output after the pump bandpass, which is tuned to the pump laser."""
+        return self.edfa.amplified().bandpass(self.pump.frequency_hz, self.pump_filter_width_hz,
+                                              self.pump_filter_floor_db)
 
     def _advance(self, dt_s: float) -> None:
         """Integrate the dynamics over ``dt_s``: the mount, then per laser-sweep segment the
@@ -139,7 +149,7 @@ class Testbed:
         mount_rate = (self.tec.temperature_c - mount_c) / dt_s
         for piece in linear_segments(dt_s, self.pump, self.aux):
             self.edfa.seed = Light.line(self.pump.frequency_hz, self.pump.emitted_power_mw)
-            before = self.edfa.amplified()
+            before = self._filtered_pump()
             self.edfa.advance(piece)
             self._drive_resonator()
             after_mw = ring.pump.line_power_mw.max(initial=0.0)

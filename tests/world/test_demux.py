@@ -122,3 +122,15 @@ def test_broadband_background_through_a_port() -> None:
     noise_bandwidth = unit.bandwidth_3db_hz * (math.pi / (2 * n)) / math.sin(math.pi / (2 * n))
     expected = psd * 10 ** (-0.25) * noise_bandwidth
     assert out.total_power_mw == pytest.approx(expected, rel=1e-3)
+
+
+def test_the_pump_bandpass_keeps_the_pump_and_cuts_the_ase() -> None:
+    """The EDFA's ASE 3.6 nm from the pump (where C31 sits) falls by the filter's 40 dB floor;
+    the pump line passes whole, the -3 dB points are at +-width/2."""
+    pump_hz, width_hz = 192.66e12, 125e9
+    ase = Light(np.array([pump_hz]), np.array([3500.0]),
+                np.array([pump_hz - 500e9, pump_hz - 450e9, pump_hz - width_hz / 2, pump_hz]),
+                np.full(4, 1.4e-13))
+    out = ase.bandpass(pump_hz, width_hz, 40.0)
+    assert out.line_power_mw[0] == pytest.approx(3500.0)
+    assert out.background_mw_per_hz / 1.4e-13 == pytest.approx([1e-4, 1e-4, 0.5, 1.0], rel=1e-3)
