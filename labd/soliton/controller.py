@@ -420,17 +420,17 @@ class SolitonController:
             await asyncio.sleep(LOCK_PERIOD_S)
             power = float(await self._role(Role.POWER_METER).get("power_mw"))
             now = time.monotonic()
-            output = pid.update(power, now - last)
             dt, last = now - last, now
+            output = pid.update(power, dt)
             await worker.write(parameter, worker.checked(spec, base + output * scale))
-            if relief is not None:
-                move_pm = relief.update(output, pid.output_min, pid.output_max, dt)
-                if move_pm:
-                    await self._nudge("pump_wavelength", -move_pm)  # _nudge steps to the blue
+            pump_move_pm = 0.0 if relief is None else relief.update(
+                output, pid.output_min, pid.output_max, dt)
+            if pump_move_pm:
+                await self._nudge("pump_wavelength", -pump_move_pm)  # _nudge's step is blue-ward
             self.measured.comb_power_mw = power
             self.publish("soliton.lock", {"error_mw": pid.setpoint - power, "output": output,
                                           "power_mw": power, "actuator": parameter,
-                                          "saturated": pid.saturated,
+                                          "saturated": pid.saturated, "pump_move_pm": pump_move_pm,
                                           "loss_band_mw": loss.band_mw})
             if loss.update(power, dt):
                 asyncio.get_running_loop().call_soon(self._spawn_recovery,
