@@ -137,16 +137,18 @@ def summary(outcomes: list[Outcome]) -> str:
 
 
 def _wait_serving(client: Client, daemon: subprocess.Popen[bytes]) -> None:
+    """Until the daemon serves and has every implemented instrument connected, as an operator
+    checks the station before starting."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
             raise RuntimeError(f"labd serve exited with {daemon.returncode}")
-        try:
-            client.call("station.list")
-            return
-        except DaemonTimeout:
-            continue
-    raise RuntimeError("labd did not serve within 120 s")
+        with contextlib.suppress(DaemonTimeout):
+            instruments = client.call("station.list")["instruments"]
+            if all(i["connected"] for i in instruments if i["implemented"]):
+                return
+            time.sleep(0.5)
+    raise RuntimeError("labd did not serve every instrument within 120 s")
 
 
 def _wait_settled(client: Client, timeout_s: float) -> dict[str, Any]:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labd.config import StationConfig, parse_config
 from labd.safety import Safety
-from labd.soliton.controller import SolitonController
+from labd.soliton.controller import ATTEMPTS, SolitonController
 from labd.soliton.machine import SolitonMachine, State
 from labd.station import Station
 from sim_backends.instruments.amonics_aedfa import AedfaEmulator
@@ -124,3 +125,48 @@ def test_every_state_ends_safe(bench: Bench, state: State, cause: str) -> None:
     assert steps[0] == {"instrument": "edfa", "ok": True}  # the watts go first
     if cause == "instrument fault":
         assert "pump" in outcome["abort"]["reason"]
+
+
+FAILING_RECOVER = """[sequence]
+name = "recover"
+description = "a step-down that finds no soliton: what a failed attempt looks like"
+[[steps]]
+kind = "step_down_until"
+soliton_number = 1
+actuator = "pump_wavelength"
+step_pm = 0.1
+settle_s = 0.0
+max_steps = 1
+"""
+
+
+def test_failed_attempts_are_retried_a_bounded_number_of_times_then_fault(
+        bench: Bench, tmp_path: Path) -> None:
+    """An attempt the physics refuses goes back through the sweep (recover.toml), at most
+    ATTEMPTS times in all, then ends in fault with the sources safe: never a loop."""
+    (tmp_path / "recover.toml").write_text(FAILING_RECOVER)
+
+    async def scenario() -> list[tuple[str, str]]:
+        station = Station(bench.config(), lambda *_: None)
+        await station.connect()
+        moves: list[tuple[str, str]] = []
+        safety = Safety(station, lambda *_: None)
+        machine = SolitonMachine(lambda _, body: moves.append((body["event"], body["state"])),
+                                 lambda *_: None)
+        controller = SolitonController(station, safety, machine, lambda *_: None, tmp_path)
+        safety.listeners.append(controller.on_safety_abort)
+        try:
+            await _sources_on(controller)
+            machine.state, controller.attempt = State.SWEEPING, 1
+            controller._launch(controller.load("recover"))
+            while machine.state is not State.FAULT:
+                await asyncio.sleep(0.05)
+            while controller.running or controller.pending:
+                await asyncio.sleep(0.05)
+            return moves
+        finally:
+            station.close()
+
+    moves = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert moves == [("retry", "recovering")] * (ATTEMPTS - 1) + [("fault", "fault")], moves
+    assert bench.sources_dark()

@@ -38,6 +38,7 @@ MI_RELATIVE_NOISE = 1e-3  # power-meter noise / level above which a speckled com
 LOSS_STEP_FRACTION = 0.5
 LOSS_MIN_FRACTION = 0.005
 TRACE_CHUNK_S = 0.5  # soliton.trace is published in chunks this often
+ATTEMPTS = 3  # sweeps towards one soliton per start or loss before giving up in fault
 
 
 @dataclass
@@ -77,6 +78,7 @@ class SolitonController:
     abort: asyncio.Event = field(default_factory=asyncio.Event)
     lock_state: _Lock | None = None
     pending: set[asyncio.Task[None]] = field(default_factory=set)
+    attempt: int = 0  # of this start or loss: the sweep that is running or ran last
 
     # -- the RPC side ------------------------------------------------------------------------
 
@@ -102,6 +104,7 @@ class SolitonController:
             if self.machine.state is State.FAULT:
                 self.machine.fire(Event.RESET, "restarted by the operator")
             self.machine.fire(Event.START, f"sequence {sequence.name}")
+            self.attempt = 1
         self._launch(sequence)
 
     def _launch(self, sequence: Sequence) -> None:
@@ -156,8 +159,14 @@ class SolitonController:
     async def _run(self, sequence: Sequence) -> RunResult:
         result = await run_sequence(sequence, self, self.abort, self._on_step)
         self.last_result = result
-        if not result.ok and result.status != "abort":
-            await self._fault(f"{result.step}: {result.message}")
+        reason = f"{result.step}: {result.message}"
+        if result.status == "failed" and self.attempt < ATTEMPTS \
+                and self.machine.allows(Event.RETRY):
+            self.attempt += 1  # what the soliton's physics refused: sweep again, as people do
+            self.machine.fire(Event.RETRY, f"attempt {self.attempt} of {ATTEMPTS} after {reason}")
+            self._recover()
+        elif not result.ok and result.status != "abort":
+            await self._fault(reason)
         return result
 
     def _on_step(self, index: int, step: Any, status: str) -> None:
@@ -442,6 +451,11 @@ class SolitonController:
         self.lock_state = None
         if self.machine.allows(Event.LOST):
             self.machine.fire(Event.LOST, reason)
+        self.attempt = 1
+        self._recover()
+
+    def _recover(self) -> None:
+        """Run ``recover`` (back through the sweep to one locked soliton)."""
         self.measured.soliton_number = 0
         try:
             sequence = self.load("recover")

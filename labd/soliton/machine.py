@@ -39,6 +39,7 @@ class Event(StrEnum):
     LOCK = "lock"
     UNLOCK = "unlock"
     LOST = "lost"
+    RETRY = "retry"  # an attempt found no soliton, or lost them all: back through the sweep
     STOP = "stop"
     FAULT = "fault"
     RESET = "reset"
@@ -59,6 +60,10 @@ TRANSITIONS: dict[State, dict[Event, State]] = {
     S.RECOVERING: {E.PREPARED: S.SWEEPING},
     S.FAULT: {E.RESET: S.IDLE},
 }
+# An attempt that did not end on one soliton goes back through the sweep (the controller bounds
+# how often).
+for _state in (S.SWEEPING, S.SOLITON_DETECTED, S.STEPPING_DOWN, S.VERIFYING, S.RECOVERING):
+    TRANSITIONS[_state][E.RETRY] = S.RECOVERING
 # From every state but fault: stop goes to idle, a fault to fault.
 for _state, _moves in TRANSITIONS.items():
     if _state is not S.FAULT:
