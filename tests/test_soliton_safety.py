@@ -28,7 +28,7 @@ from sim_backends.instruments.amonics_aedfa import AedfaEmulator
 from sim_backends.instruments.santec_tsl570 import TSL570Emulator
 from sim_backends.instruments.thorlabs_pm100usb import PM100USBEmulator
 from sim_backends.world.edfa import Status
-from sim_backends.world.testbed import Testbed
+from sim_backends.world.testbed import Testbed as World
 from tests.conftest import ROOT, EmulatorThread
 
 HOLD = '[sequence]\nname = "hold"\ndescription = "runs"\n[[steps]]\nkind = "wait"\nseconds = 600\n'
@@ -38,7 +38,7 @@ AUTOMATED = {State.PREPARING, State.SWEEPING, State.SOLITON_DETECTED, State.STEP
 
 @dataclass
 class Bench:
-    world: Testbed
+    world: World
     emulators: dict[str, Any]
     threads: dict[str, EmulatorThread]
 
@@ -58,7 +58,7 @@ class Bench:
 
 @pytest.fixture
 def bench() -> Iterator[Bench]:
-    world = Testbed(seed=3)
+    world = World(seed=3)
     emulators = {"pump": TSL570Emulator(world.pump, world.sync),
                  "aux": TSL570Emulator(world.aux, world.sync),
                  "edfa": AedfaEmulator(world.edfa, world.sync),
