@@ -12,6 +12,7 @@ down cleanly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -55,16 +56,25 @@ def run_demo(config: StationConfig, config_path: Path, report: Path) -> int:
 def _wait_until_serving(client: Client, daemon: subprocess.Popen[bytes],
                         config: StationConfig) -> None:
     timeout_s = config.simulation.startup_timeout_s if config.simulation else 20.0
-    deadline = time.monotonic() + timeout_s + 10
+    wait_until_serving(client, daemon, timeout_s + 10)
+
+
+def wait_until_serving(client: Client, daemon: subprocess.Popen[bytes], timeout_s: float,
+                       every_instrument: bool = False) -> None:
+    """Until ``daemon`` answers on ``client`` and, with ``every_instrument``, has every
+    implemented instrument connected (what an operator checks before starting)."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
             raise RuntimeError(f"labd serve exited with code {daemon.returncode}")
-        try:
-            client.call("station.list")
-            return
-        except DaemonTimeout:
-            continue
-    raise RuntimeError(f"labd did not answer on {config.daemon.rpc}")
+        with contextlib.suppress(DaemonTimeout):
+            instruments = client.call("station.list")["instruments"]
+            if not every_instrument or all(i["connected"] for i in instruments
+                                           if i["implemented"]):
+                return
+            time.sleep(0.5)
+    what = "connect every instrument" if every_instrument else "answer"
+    raise RuntimeError(f"labd did not {what} on {client.endpoint} within {timeout_s:.0f} s")
 
 
 def _session(client: Client, config: StationConfig, report: Path) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from labd.client import Client, DaemonTimeout
+from labd.demo import wait_until_serving
 from labd.rpc import RpcError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +99,7 @@ def bring_up(device: int, speed: float = 10.0, timeout_s: float = 400.0) -> Outc
                                    "--config", str(station.path)], cwd=ROOT)
         try:
             with Client(station.rpc, timeout_s=2.0) as client:
-                _wait_serving(client, daemon)
+                wait_until_serving(client, daemon, 120.0, every_instrument=True)
                 client.acquire_lease(f"population chip {device}", ttl_s=timeout_s + 60)
                 started = time.monotonic()
                 client.call("soliton.start")
@@ -134,21 +135,6 @@ def summary(outcomes: list[Outcome]) -> str:
     lines += [f"  chip {o.device}: {o.state} after {o.wall_s:.0f} s wall: {o.reason}"
               for o in outcomes if not o.ok]
     return "\n".join(lines)
-
-
-def _wait_serving(client: Client, daemon: subprocess.Popen[bytes]) -> None:
-    """Until the daemon serves and has every implemented instrument connected, as an operator
-    checks the station before starting."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if daemon.poll() is not None:
-            raise RuntimeError(f"labd serve exited with {daemon.returncode}")
-        with contextlib.suppress(DaemonTimeout):
-            instruments = client.call("station.list")["instruments"]
-            if all(i["connected"] for i in instruments if i["implemented"]):
-                return
-            time.sleep(0.5)
-    raise RuntimeError("labd did not serve every instrument within 120 s")
 
 
 def _wait_settled(client: Client, timeout_s: float) -> dict[str, Any]:
