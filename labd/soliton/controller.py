@@ -411,9 +411,12 @@ class SolitonController:
 
     async def _nudge(self, actuator: str, step: float) -> None:
         """One step-down move: pump back towards the blue, or the chip warmer."""
+        await self._move(actuator, -step if actuator == "pump_wavelength" else step)
+
+    async def _move(self, actuator: str, by: float) -> None:
+        """Move ``actuator`` by ``by`` of its unit (pm, or K) from where it is."""
         worker, parameter, scale = self._actuator(actuator)
-        sign = -1.0 if actuator == "pump_wavelength" else 1.0
-        value = float(await worker.get(parameter)) + sign * step * scale
+        value = float(await worker.get(parameter)) + by * scale
         await worker.write(parameter, worker.checked(worker.spec(parameter), value))
 
     def _loss_band_mw(self, setpoint_mw: float) -> float:
@@ -435,7 +438,7 @@ class SolitonController:
             pump_move_pm = 0.0 if relief is None else relief.update(
                 output, pid.output_min, pid.output_max, dt)
             if pump_move_pm:
-                await self._nudge("pump_wavelength", -pump_move_pm)  # _nudge's step is blue-ward
+                await self._move("pump_wavelength", pump_move_pm)
             self.measured.comb_power_mw = power
             self.publish("soliton.lock", {"error_mw": pid.setpoint - power, "output": output,
                                           "power_mw": power, "actuator": parameter,
