@@ -1,7 +1,9 @@
 """The operator lease: one holder at a time may command the testbed; anyone may observe.
 
 ``lease.acquire`` hands out a token that expires unless its holder renews it, so a crashed
-client cannot hold the bench hostage. ``safety.abort`` never needs a lease.
+client cannot hold the bench hostage. ``safety.abort`` never needs a lease. Tokens are hex so
+an operator can paste one after ``labctl --lease`` (a URL-safe token may begin with ``-``,
+which a command line takes for an option).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class LeaseTable:
         lease = self.current
         if lease is not None and lease.holder != holder:
             raise self._held(lease)
-        self._lease = Lease(holder, secrets.token_urlsafe(16), self.clock() + ttl_s)
+        self._lease = Lease(holder, secrets.token_hex(16), self.clock() + ttl_s)
         return self._lease
 
     def renew(self, token: str, ttl_s: float) -> Lease:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 import zmq
 
 from labd.client import AsyncClient, Client, DaemonTimeout, Subscription
+from labd.leases import LeaseTable
 from labd.rpc import ErrorCode, RpcError
 from sim_backends.control import send_control
 from tests.conftest import RunningDaemon
@@ -309,3 +311,11 @@ def test_pump_lost_while_the_edfa_runs_aborts(daemon: RunningDaemon) -> None:
         assert message["steps"][0]["instrument"] == "edfa" and message["steps"][0]["ok"]
         assert client.call("station.get", instrument="edfa", parameter="enabled")["value"] is False
     safety.close()
+
+
+def test_lease_tokens_survive_a_command_line() -> None:
+    """A token beginning with '-' is read by labctl's parser as an option (a CI run failed so)."""
+    table = LeaseTable()
+    tokens = [table.acquire("alice", ttl_s=60.0).token for _ in range(500)]
+    assert len(set(tokens)) == 500
+    assert all(re.fullmatch(r"[0-9a-f]{32}", token) for token in tokens)
