@@ -20,7 +20,7 @@ from labd.qkd.receiver import COMBINERS
 from labd.qkd.transmitter import SYSTEMS
 from sim_backends.control import serve_control
 from sim_backends.registry import EmulatedInstrument
-from sim_backends.runner import start_testbed
+from sim_backends.runner import RunningTestbed, start_testbed
 from sim_backends.world.counters import SinglePhotonDetector
 from sim_backends.world.qkd_feed import AWG_DEFAULT_HALF_SWING_V
 from sim_backends.world.qkd_link import Receiver
@@ -65,16 +65,22 @@ def _system(channel: int, qkd: QkdChannelConfig) -> QkdSystem:
                         / AWG_DEFAULT_HALF_SWING_V for drive, awg_channel in AWG_CHANNEL.items()})
 
 
+async def start_simulation(config: StationConfig) -> RunningTestbed:
+    """The simulated testbed ``config``'s ``[simulation]`` describes, listening (in this loop)."""
+    simulation = config.simulation or SimulationConfig()
+    faults = {name: knobs.model_dump(exclude_unset=True)
+              for name, knobs in simulation.faults.items()}
+    return await start_testbed(emulated_instruments(config), simulation.seed, faults,
+                               simulation.speed, qkd_systems(config),
+                               ideal_comb=simulation.comb == "ideal",
+                               device=None if simulation.device == "seed" else simulation.device)
+
+
 async def run_sim(config: StationConfig, exit_on_stdin_eof: bool,
                   control_endpoint: str | None = None) -> None:
     """Serve the simulated testbed until SIGINT/SIGTERM (or stdin EOF, for a child process)."""
     simulation = config.simulation or SimulationConfig()
-    faults = {name: knobs.model_dump(exclude_unset=True)
-              for name, knobs in simulation.faults.items()}
-    testbed = await start_testbed(emulated_instruments(config), simulation.seed, faults,
-                                  simulation.speed, qkd_systems(config),
-                                  ideal_comb=simulation.comb == "ideal",
-                                  device=None if simulation.device == "seed" else simulation.device)
+    testbed = await start_simulation(config)
     control_endpoint = control_endpoint or simulation.control
     control = asyncio.create_task(serve_control(control_endpoint, testbed.emulators))
     for line in testbed.lines:

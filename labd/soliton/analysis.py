@@ -37,15 +37,23 @@ Spectrum (``analyse_spectrum``)
   "multi_soliton" if the sinusoids hold ``fringe_share`` of the scatter, otherwise "mi". The
   background is reported, not used: an unfiltered EDFA's ASE pedestal (1 mW seed, 3.5 W out:
   ~ -18 dB re the central lines at the monitor) raises the gaps as much as a chaotic continuum.
+* Moment width: the sech^2 width w from the second moment of the comb lines' powers in mW (pump
+  excluded; a sech^2 has variance pi^2 w^2 / 12). It measures the detuning, w^2 ~ delta
+  (b = sqrt(2 delta_omega / D2)), for several solitons as for one: their fringes average out in
+  mW. The dB fit's w does not serve: its depth limit keeps only fringe maxima in the wings, which
+  widens it ~ 10 % for two solitons.
 
 Power levels (``SolitonCalibration``, ``count_solitons``, ``read_soliton_steps``,
 ``LevelChangeDetector``)
 ---------------------------------------------------------------------------------
-On a step the comb (or absorbed) power is P = P_cw + N P1(delta) with P1 ~ sqrt(delta)
-(E1 = (2/pi) sqrt(zeta d2)); transmitted power falls with N, which a negative P1 expresses. P1 is
-learnt on a known step and N read as round((P - P_cw) / P1(delta)). A sweep is cut where the
-medians of the readings before and after differ by over P1 / 2; the flat segments after the
-last noisy one (the MI plateau) are the steps. Live, a change is declared once a few
+On a step the comb (or absorbed) power is P = P_cw(delta) + N P1(delta) with P1 ~ sqrt(delta)
+(E1 = (2/pi) sqrt(zeta d2)); transmitted power falls with N, which a negative P1 expresses. The
+CW part moves with detuning too: the lower branch holds |psi_cw|^2 ~ F^2 / zeta^2, so
+P_cw = p_cw - dip (delta_ref / delta)^2, which changes by more than one P1 along a staircase.
+P1 (and P_cw) are learnt on known steps and N read as round((P - P_cw(delta)) / P1(delta)). A
+sweep is cut where the medians of the readings before and after differ by over P1 / 2; the flat
+segments after the last noisy one (the MI plateau) are the steps. Live, a change is declared
+once a few
 consecutive readings all lie over P1 / 2 from the median of the recent ones.
 """
 
@@ -115,6 +123,7 @@ class SpectrumAnalysis:
     pump_nm: float
     envelope_centre_thz: float
     background_db: float  # background following the comb, re the envelope
+    moment_width_ghz: float  # sech^2 width from the lines' second moment: delta ~ its square
     line_nm: FloatArray = field(compare=False, repr=False)
     line_dbm: FloatArray = field(compare=False, repr=False)
     line_index: IntArray = field(compare=False, repr=False)  # pump = 0; -1 if no grid
@@ -219,6 +228,15 @@ def fit_sech2_envelope(freq: ArrayLike, level_db: ArrayLike) -> tuple[float, flo
         else:
             damping *= 4.0
     return float(params[0]), float(params[1]), float(params[2]), math.sqrt(cost / f.size)
+
+
+def moment_width_ghz(freq_ghz: ArrayLike, level_dbm: ArrayLike) -> float:
+    """sech^2 width w (P ~ sech^2((f - c) / w)) from the second moment of the line powers in
+    mW: a sech^2 has variance pi^2 w^2 / 12."""
+    f = np.asarray(freq_ghz, dtype=float)
+    mw = 10.0 ** (np.asarray(level_dbm, dtype=float) / 10.0)
+    centre = float(np.sum(mw * f) / mw.sum())
+    return math.sqrt(12.0 * float(np.sum(mw * (f - centre) ** 2) / mw.sum())) / math.pi
 
 
 def _take_sinusoids(scatter: FloatArray, count: int) -> FloatArray:
@@ -351,7 +369,7 @@ def analyse_spectrum(wavelength_nm: ArrayLike, power_dbm: ArrayLike,
         bandwidth_3db_thz=2.0 * _SECH2_HALF_WIDTH * width / 1e3, lines_20db=lines_20db,
         envelope_residual_db=residual_db, fringe_score=fringe, noise_score=noise,
         floor_dbm=floor, pump_nm=pump_at, envelope_centre_thz=centre / 1e3,
-        background_db=background_db,
+        background_db=background_db, moment_width_ghz=moment_width_ghz(freq[comb], line_dbm[comb]),
         line_nm=line_nm, line_dbm=line_dbm, line_index=index)
 
 
@@ -362,7 +380,7 @@ def _no_comb(floor: float, line_nm: FloatArray, line_dbm: FloatArray, pump_nm: f
     if index is None:
         index = np.full(line_nm.size, -1, dtype=np.int64)
     return SpectrumAnalysis("no_comb", spacing, nan, lines_20db, nan, nan, nan, floor, pump_nm,
-                            nan, nan, line_nm, line_dbm, index)
+                            nan, nan, nan, line_nm, line_dbm, index)
 
 
 # --- power levels ---------------------------------------------------------------------------------
@@ -378,12 +396,14 @@ class SolitonCount:
 
 
 class SolitonCalibration(BaseModel):
-    """P = p_cw + N * p1_ref * sqrt(detuning / detuning_ref), learnt on a known soliton step.
+    """P = p_cw - cw_dip (detuning_ref / detuning)^2 + N p1_ref sqrt(detuning / detuning_ref).
 
     Detunings are measured from the resonance, red positive, in any one unit (normalised zeta,
-    MHz, ...); powers in any one unit. p1_ref < 0 when the reading falls with N (transmission).
-    ``noise`` is the rms of one reading, ``p1_rel_error`` the relative error of the sqrt law
-    away from the reference; both widen the posterior behind ``count_solitons``' confidence.
+    MHz, a soliton's squared spectral width, ...); powers in any one unit. p1_ref < 0 when the
+    reading falls with N (transmission); cw_dip > 0 when the CW background's share falls with
+    detuning (through port). ``noise`` is the rms of one reading, ``p1_rel_error`` the relative
+    error of the sqrt law away from the reference; both widen the posterior behind
+    ``count_solitons``' confidence.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -391,6 +411,7 @@ class SolitonCalibration(BaseModel):
     detuning_ref: Annotated[float, Field(gt=0)]
     p1_ref: float
     p_cw: float = 0.0
+    cw_dip: float = 0.0
     noise: Annotated[float, Field(ge=0)] = 0.0
     p1_rel_error: Annotated[float, Field(ge=0)] = 0.02
 
@@ -412,12 +433,45 @@ class SolitonCalibration(BaseModel):
         noise = float(np.sqrt(np.sum((y - p1 * shape) ** 2) / (x.size - 1))) if x.size > 1 else 0.0
         return cls(detuning_ref=ref, p1_ref=p1, p_cw=p_cw, noise=noise, p1_rel_error=p1_rel_error)
 
+    @classmethod
+    def fit_levels(cls, soliton_number: ArrayLike, detuning: ArrayLike, power: ArrayLike,
+                   p1_rel_error: float = 0.02) -> SolitonCalibration:
+        """Least squares on levels of known soliton numbers (at least two different ones).
+
+        ``cw_dip`` is fitted from four levels on, when the detunings span enough to tell it from
+        ``p_cw`` (its column is not nearly collinear); otherwise it stays 0. ``noise`` is the rms
+        residual, so a model that fits badly counts with less confidence.
+        """
+        n = np.atleast_1d(np.asarray(soliton_number, dtype=float))
+        x = np.atleast_1d(np.asarray(detuning, dtype=float))
+        y = np.atleast_1d(np.asarray(power, dtype=float))
+        if not n.shape == x.shape == y.shape or np.any(x <= 0) or np.any(n < 0) \
+                or np.unique(n).size < 2:
+            raise ValueError("need matching levels at positive detunings, with two or more "
+                             "different soliton numbers")
+        ref = float(np.median(x))
+        columns = [np.ones_like(x), n * np.sqrt(x / ref), -((ref / x) ** 2)]
+        design = np.stack(columns if x.size >= 4 else columns[:2], axis=1)
+        if design.shape[1] == 3 and np.linalg.cond(design / np.abs(design).max(axis=0)) > 1e3:
+            design = design[:, :2]
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        free = x.size - design.shape[1]
+        noise = float(np.sqrt(np.sum((y - design @ coef) ** 2) / free)) if free > 0 else 0.0
+        return cls(detuning_ref=ref, p1_ref=float(coef[1]), p_cw=float(coef[0]),
+                   cw_dip=float(coef[2]) if coef.size == 3 else 0.0, noise=noise,
+                   p1_rel_error=p1_rel_error)
+
     def p1(self, detuning: ArrayLike) -> FloatArray:
         """Power one soliton adds at ``detuning`` (> 0)."""
         x = np.asarray(detuning, dtype=float)
         if np.any(x <= 0):
             raise ValueError("solitons exist only red of the resonance: detuning must be > 0")
         return np.asarray(self.p1_ref * np.sqrt(x / self.detuning_ref), dtype=float)
+
+    def p_cw_at(self, detuning: ArrayLike) -> FloatArray:
+        """The level with no soliton at ``detuning`` (> 0)."""
+        x = np.asarray(detuning, dtype=float)
+        return np.asarray(self.p_cw - self.cw_dip * (self.detuning_ref / x) ** 2, dtype=float)
 
 
 def count_solitons(power: float, detuning: float, calibration: SolitonCalibration,
@@ -428,7 +482,8 @@ def count_solitons(power: float, detuning: float, calibration: SolitonCalibratio
     Gaussian about the true N with sigma from the reading noise and the error of the sqrt law.
     """
     p1 = float(calibration.p1(detuning))
-    return _posterior((power - calibration.p_cw) / p1, p1, calibration, readings)
+    return _posterior((power - float(calibration.p_cw_at(detuning))) / p1, p1, calibration,
+                      readings)
 
 
 def _posterior(estimate: float, p1: float, calibration: SolitonCalibration,
@@ -550,13 +605,14 @@ def read_soliton_steps(detuning: ArrayLike, power: ArrayLike, calibration: Solit
     """
     x = np.asarray(detuning, dtype=float)
     p = np.asarray(power, dtype=float)
-    p1 = calibration.p1(np.maximum(x, 0.25 * calibration.detuning_ref))
+    at = np.maximum(x, 0.25 * calibration.detuning_ref)
+    p1 = calibration.p1(at)
     segments = find_power_steps(x, p, 0.5 * np.abs(p1), window)
     last_noisy = max((i for i, s in enumerate(segments) if s.noisy), default=-1)
     steps: list[SolitonStep] = []
     for seg in segments[last_noisy + 1:]:
         inside = slice(seg.start, seg.stop)
-        estimate = float(np.median((p[inside] - calibration.p_cw) / p1[inside]))
+        estimate = float(np.median((p[inside] - calibration.p_cw_at(at[inside])) / p1[inside]))
         count = _posterior(estimate, float(np.median(p1[inside])), calibration,
                            2.0 / math.pi * (seg.stop - seg.start))
         steps.append(SolitonStep(seg, count))

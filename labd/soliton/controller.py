@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from drivers.roles import Role
 from labd.rpc import ErrorCode, RpcError
 from labd.safety import Safety
 from labd.sequences import Criteria, Relief, RunResult, Sequence, load_sequence, run_sequence
-from labd.soliton.analysis import SpectrumAnalysis, analyse_spectrum
+from labd.soliton.analysis import SolitonCalibration, SpectrumAnalysis, analyse_spectrum
+from labd.soliton.counting import CONFIDENT, Staircase, calibrate, count
 from labd.soliton.lock import LossDetector, Pid, PumpRelief
 from labd.soliton.machine import Event, SolitonMachine, State
 from labd.station import InstrumentWorker, Station
@@ -39,6 +41,7 @@ LOSS_STEP_FRACTION = 0.5
 LOSS_MIN_FRACTION = 0.005
 TRACE_CHUNK_S = 0.5  # soliton.trace is published in chunks this often
 ATTEMPTS = 3  # sweeps towards one soliton per start or loss before giving up in fault
+STAIRCASES_KEPT = 3  # step-downs the power levels are calibrated on (older ones may be stale)
 
 
 @dataclass
@@ -79,6 +82,10 @@ class SolitonController:
     lock_state: _Lock | None = None
     pending: set[asyncio.Task[None]] = field(default_factory=set)
     attempt: int = 0  # of this start or loss: the sweep that is running or ran last
+    staircase: Staircase = field(default_factory=Staircase)  # since the last estimate
+    staircases: deque[Staircase] = field(  # the last few that ended in one soliton
+        default_factory=lambda: deque(maxlen=STAIRCASES_KEPT))
+    calibration: SolitonCalibration | None = None  # N from power, learnt on a staircase
 
     # -- the RPC side ------------------------------------------------------------------------
 
@@ -125,7 +132,9 @@ class SolitonController:
                 "soliton_number": m.soliton_number, "comb_power_mw": m.comb_power_mw,
                 "spacing_ghz": m.spacing_ghz, "bandwidth_3db_thz": m.bandwidth_3db_thz,
                 "lines_20db": m.lines_20db, "locked": self.machine.state is State.LOCKED,
-                "sequence": self.run_name if self.running else None}
+                "sequence": self.run_name if self.running else None,
+                "calibration": None if self.calibration is None else _calibration_view(
+                    self.calibration)}
 
     async def on_safety_abort(self, reason: str) -> None:
         """Automation stops before the sources go dark, so nothing fights the abort."""
@@ -262,10 +271,12 @@ class SolitonController:
         spectrum = await self._spectrum()
         power = await self._level()
         n = self._soliton_number(spectrum, power)
+        self.staircase = Staircase()
+        self.staircase.add(spectrum.moment_width_ghz, power)
         if self.machine.state is State.SWEEPING:
             found = n is None or n >= 1  # None: several, count not yet known
             self.machine.fire(Event.SOLITONS_FOUND if found else Event.NO_SOLITON,
-                              f"{spectrum.classification}, N = {n}")
+                              f"{spectrum.classification}, N = {'>= 2' if n is None else n}")
         return {"soliton_number": 2 if n is None else n, "soliton_number_exact": n is not None,
                 "classification": spectrum.classification, "comb_power_mw": power}
 
@@ -282,10 +293,12 @@ class SolitonController:
             await self._nudge(actuator, step)
             await asyncio.sleep(settle_s)
             now = await self._level()
-            if abs(now - level) > JUMP_NOISE_FACTOR * noise:
-                await self._stepped(now - level)
-                level = now
+            if abs(now - level) > JUMP_NOISE_FACTOR * noise:  # between nudges: not the drift
+                await self._stepped(now - level, now)      # along a plateau
+            level = now
         n = self.measured.soliton_number or 0
+        if n == 1:
+            self._calibrate()
         if n == soliton_number == 1 and self.machine.allows(Event.SINGLE_FOUND):
             self.machine.fire(Event.SINGLE_FOUND, "the OSA shows one soliton")
         elif n == 0 and self.machine.allows(Event.LOST):
@@ -370,34 +383,62 @@ class SolitonController:
         level, noise = await self._level_and_noise()
         return noise < MI_RELATIVE_NOISE * abs(level)
 
-    def _soliton_number(self, spectrum: SpectrumAnalysis, power: float) -> int | None:
-        """1 if the OSA shows one soliton; 0 for MI or no comb; for several, the count from
-        the learned step if there is one, else None (at least two)."""
+    def _soliton_number(self, spectrum: SpectrumAnalysis, power: float,
+                        removed: int = 0) -> int | None:
+        """1 if the OSA shows one soliton; 0 for MI or no comb. For several: the count from the
+        power level once a staircase calibrated it (and it is confident), else the last known
+        number less ``removed``, else None (at least two)."""
         n: int | None
+        counted = self._count(spectrum, power)
         if spectrum.classification == "single_soliton":
             n = 1
+            if counted not in (None, 1):  # the chip or its drive changed: learn it again
+                log.warning("power level reads %s solitons where the OSA shows one: "
+                            "dropping the calibration", counted)
+                self.calibration = None
+                self.staircases.clear()
         elif spectrum.classification == "multi_soliton":
-            n = self.measured.soliton_number if (self.measured.soliton_number or 0) >= 2 \
-                else None
+            known = self.measured.soliton_number
+            n = counted if counted is not None and counted >= 2 \
+                else max(2, known - removed) if known is not None and known >= 2 else None
         else:
             n = 0
         self.measured.soliton_number = n
         return n
 
-    async def _stepped(self, change_mw: float) -> None:
+    def _count(self, spectrum: SpectrumAnalysis, power: float) -> int | None:
+        """N from the power level, where calibrated and confident."""
+        if self.calibration is None:
+            return None
+        counted = count(self.calibration, spectrum.moment_width_ghz, power)
+        if counted is None:
+            return None
+        log.debug("N from power: %.2f (P(%d) = %.2f) at %.4f mW, width %.0f GHz",
+                  counted.estimate, counted.n, counted.confidence, power,
+                  spectrum.moment_width_ghz)
+        return counted.n if counted.confidence >= CONFIDENT else None
+
+    async def _stepped(self, change_mw: float, level_mw: float) -> None:
         """A discrete power step: look at the OSA to see what is left."""
         step = self.measured.step_mw
         removed = 1 if step is None else max(1, round(change_mw / step))
         if step is None or removed == 1:
             self.measured.step_mw = change_mw
         spectrum = await self._spectrum()
-        if spectrum.classification == "single_soliton":
-            self.measured.soliton_number = 1
-        elif spectrum.classification == "multi_soliton":
-            known = self.measured.soliton_number
-            self.measured.soliton_number = None if known is None else max(2, known - removed)
-        else:
-            self.measured.soliton_number = 0
+        self.staircase.add(spectrum.moment_width_ghz, level_mw, change_mw)
+        self._soliton_number(spectrum, level_mw, removed)
+
+    def _calibrate(self) -> None:
+        """Learn N from power on the staircase that has just ended in one soliton."""
+        self.staircases.append(self.staircase)
+        calibration = calibrate(self.staircases)
+        if calibration is not None:
+            self.calibration = calibration
+            plateaus = sum(len(stairs.plateaus) for stairs in self.staircases)
+            log.info("power levels calibrated on %d plateaus: %s", plateaus, calibration)
+            self.publish("log", {"source": "soliton", "message": "power levels calibrated",
+                                 "calibration": _calibration_view(calibration),
+                                 "plateaus": plateaus})
 
     def _actuator(self, actuator: str) -> tuple[InstrumentWorker, str, float]:
         """(worker, parameter, unit scale of one PID/step unit in the parameter's unit)."""
@@ -494,6 +535,12 @@ def _unmet(spectrum: SpectrumAnalysis, c: Criteria) -> list[str]:
         unmet.append(f"3-dB bandwidth {spectrum.bandwidth_3db_thz:.2f} THz "
                      f"< {c.bandwidth_3db_thz_min} THz")
     return unmet
+
+
+def _calibration_view(c: SolitonCalibration) -> dict[str, float]:
+    """The calibration in the units it was learnt in (detuning as the OSA's width squared)."""
+    return {"p1_ref_mw": c.p1_ref, "p_cw_mw": c.p_cw, "cw_dip_mw": c.cw_dip,
+            "detuning_ref_ghz2": c.detuning_ref, "noise_mw": c.noise}
 
 
 def _finite(value: float) -> float | None:
