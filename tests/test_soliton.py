@@ -86,6 +86,7 @@ def test_cold_start_reaches_a_locked_single_soliton_like_the_seeds_and_recovers_
         assert status["spacing_ghz"] == pytest.approx(49.0, rel=0.01)
         assert status["bandwidth_3db_thz"] == pytest.approx(3.2, rel=0.15)
         assert status["lines_20db"] >= 200
+        assert status["calibration"]["p1_ref_mw"] < 0  # learnt on the step-down: N from power
         _, spectrum = next(spectra)
         assert len(spectrum["wavelength_nm"]) == len(spectrum["power_dbm"]) > 1000
         time.sleep(3)  # the lock holds
