@@ -24,73 +24,34 @@ import time
 import numpy as np
 
 from sim_backends.world import lle
-from sim_backends.world.laser import C_M_PER_S, TunableLaser, linear_segments
-from sim_backends.world.light import Light
+from sim_backends.world.laser import C_M_PER_S
 from sim_backends.world.resonator import Branch, Microresonator, Regime
-from sim_backends.world.thermal import AuxAmplifier
-
-EDFA_MW = 3500.0
-AUX_PARK_M = 1549.42e-9
+from sim_backends.world.rig import AUX_PARK_M, Rig, rig
 
 
-class Rig:
-    """Pump laser -> fixed 3.5 W EDFA -> ring; aux laser -> aux booster -> ring (as the Testbed)."""
-
-    def __init__(self, seed: int, aux_on: bool) -> None:
-        self.ring = Microresonator(rng=np.random.default_rng(seed))
-        self.pump = TunableLaser(wavelength_m=1555.95e-9, diode_on=True, power_setpoint_mw=10.0)
-        self.aux = TunableLaser(wavelength_m=1549.0e-9, diode_on=aux_on, power_setpoint_mw=10.0)
-        self.aux_amp = AuxAmplifier()
-        self.syncs = 0
-
-    def inputs(self) -> None:
-        self.ring.pump = Light.line(self.pump.frequency_hz, EDFA_MW)
-        self.ring.pump_sweep_m_per_s = self.pump.sweep_rate_m_per_s
-        self.ring.aux = self.aux_amp.output(
-            Light.line(self.aux.frequency_hz, self.aux.emitted_power_mw))
-        self.ring.aux_sweep_m_per_s = self.aux.sweep_rate_m_per_s
-
-    def sync(self, dt_s: float) -> None:
-        for piece in linear_segments(dt_s, self.pump, self.aux):
-            self.inputs()
-            self.ring.advance(piece)
-            self.pump.advance(piece)
-            self.aux.advance(piece)
-        self.inputs()
-        self.syncs += 1
-        self.ring.monitor_power_mw()  # what the power meter emulator reads each poll
-
-    def sweep(self, laser: TunableLaser, stop_m: float, speed_nm_per_s: float) -> None:
-        laser.sweep_start_m = laser.emitted_wavelength_m
-        laser.sweep_stop_m = stop_m
-        laser.sweep_speed_nm_per_s = speed_nm_per_s
-        laser.start_sweep()
-
-    def run_until(self, limit_s: float, sync_s: float, done: object = None) -> float:
-        elapsed = 0.0
-        while elapsed < limit_s:
-            self.sync(sync_s)
-            elapsed += sync_s
-            if callable(done) and done(self):
-                break
-        return elapsed
+def bench_rig(seed: int, aux_on: bool) -> Rig:
+    """The resonator tests' rig, the aux laser on or off, polled as the power meter polls."""
+    r = rig(seed)
+    r.aux.diode_on = aux_on
+    r.poll_power_meter = True
+    return r
 
 
 def procedure(sync_s: float, seed: int = 1) -> dict[str, float]:
     """Aux lock, sweep into solitons at 50 pm/s, backward tuning at 1 pm/s down to N = 1."""
-    rig = Rig(seed, aux_on=True)
+    rig = bench_rig(seed, aux_on=True)
     start = time.perf_counter()
     rig.sweep(rig.aux, AUX_PARK_M, 1.0)
-    simulated = rig.run_until(0.45, min(sync_s, 0.01))
+    simulated = rig.run(0.45, min(sync_s, 0.01))
     rig.sweep(rig.pump, 1556.20e-9, 0.05)
-    simulated += rig.run_until(4.0, sync_s, lambda r: r.ring.soliton_number > 0
-                               and r.ring.zeta_eff > 16.0)
+    simulated += rig.run(4.0, sync_s, lambda r: r.ring.soliton_number > 0
+                         and r.ring.zeta_eff > 16.0)
     rig.pump.stop_sweep()
     born = rig.ring.soliton_number
     rig.sweep(rig.pump, rig.pump.emitted_wavelength_m - 10e-12, 0.001)
-    simulated += rig.run_until(10.0, sync_s, lambda r: r.ring.soliton_number <= 1)
+    simulated += rig.run(10.0, sync_s, lambda r: r.ring.soliton_number <= 1)
     rig.pump.stop_sweep()
-    simulated += rig.run_until(1.0, sync_s)
+    simulated += rig.run(1.0, sync_s)
     wall = time.perf_counter() - start
     start = time.perf_counter()
     rig.ring.monitor_light()  # an OSA trace: the LLE spectrum on the 1024-mode ring
@@ -100,10 +61,10 @@ def procedure(sync_s: float, seed: int = 1) -> dict[str, float]:
 
 
 def no_aux_sweep(sync_s: float) -> dict[str, float]:
-    rig = Rig(1, aux_on=False)
+    rig = bench_rig(1, aux_on=False)
     start = time.perf_counter()
     rig.sweep(rig.pump, 1556.30e-9, 1.0)
-    simulated = rig.run_until(0.35, sync_s)
+    simulated = rig.run(0.35, sync_s)
     kinds = [e.kind for e in rig.ring.events]
     return {"wall_s": time.perf_counter() - start, "simulated_s": simulated,
             "collapses": kinds.count("collapse"), "losses": kinds.count("soliton_lost")}
@@ -111,12 +72,12 @@ def no_aux_sweep(sync_s: float) -> dict[str, float]:
 
 def parked_rate(state: str, sync_s: float, simulated_s: float) -> float:
     """Simulated seconds per wall second with the lasers parked in a given state."""
-    rig = Rig(1, aux_on=state == "soliton")
+    rig = bench_rig(1, aux_on=state == "soliton")
     if state == "soliton":
         rig.sweep(rig.aux, AUX_PARK_M, 1.0)
-        rig.run_until(0.45, 0.01)
+        rig.run(0.45, 0.01)
         rig.sweep(rig.pump, 1556.25e-9, 0.5)
-        rig.run_until(1.0, 1e-3, lambda r: r.ring.soliton_number > 0 and r.ring.zeta_eff > 20)
+        rig.run(1.0, 1e-3, lambda r: r.ring.soliton_number > 0 and r.ring.zeta_eff > 20)
         rig.pump.stop_sweep()
     elif state == "mi":  # upper branch at zeta_eff = 3, in thermal equilibrium (fixed point)
         ring = rig.ring
@@ -128,12 +89,12 @@ def parked_rate(state: str, sync_s: float, simulated_s: float) -> float:
             rig.pump.wavelength_m = C_M_PER_S / pump_hz
             rig.inputs()
             ring.delta_t_k = ring.params.thermal.resistance_k_per_w * ring.heat_load_w
-    rig.sync(sync_s)
+    rig.advance(sync_s)
     expected = {"soliton": Regime.SOLITON, "mi": Regime.MI, "cold": Regime.CW_LOWER}[state]
     assert rig.ring.regime is expected, (state, rig.ring.regime)
     start = time.perf_counter()
     for _ in range(max(1, round(simulated_s / sync_s))):
-        rig.sync(sync_s)
+        rig.advance(sync_s)
     return simulated_s / (time.perf_counter() - start)
 
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
 from sim_backends.world import lle
-from sim_backends.world.laser import C_M_PER_S, TunableLaser, linear_segments
+from sim_backends.world.laser import C_M_PER_S
 from sim_backends.world.light import Light
 from sim_backends.world.resonator import (
     Branch,
@@ -29,78 +27,10 @@ from sim_backends.world.resonator import (
     fold_detunings,
     soliton_calibration,
 )
-from sim_backends.world.thermal import AuxAmplifier, DisturbanceParams, ThermalParams
+from sim_backends.world.rig import AUX_PARK_M, EDFA_MW, Rig, rig
+from sim_backends.world.thermal import DisturbanceParams, ThermalParams
 
-EDFA_MW = 3500.0  # seed: EDFA output
-AUX_START_M = 1549.00e-9  # blue of the aux resonance (1549.05 nm cold)
-AUX_PARK_M = 1549.42e-9  # swept red into it: the ring runs ~ 38 K hot, aux on its blue side
 OSA_FLOOR_DBM = -80.0
-
-
-@dataclass
-class Rig:
-    """Lasers, amplifiers and the ring, advanced the way the Testbed advances them."""
-
-    ring: Microresonator
-    pump: TunableLaser = field(default_factory=lambda: TunableLaser(
-        wavelength_m=1555.95e-9, diode_on=True, power_setpoint_mw=10.0))
-    aux: TunableLaser = field(default_factory=lambda: TunableLaser(
-        wavelength_m=AUX_START_M, diode_on=False, power_setpoint_mw=10.0))
-    aux_amp: AuxAmplifier = field(default_factory=AuxAmplifier)
-    pump_fibre_mw: float = EDFA_MW
-
-    def _inputs(self) -> None:
-        self.ring.pump = Light.line(self.pump.frequency_hz,
-                                    self.pump_fibre_mw if self.pump.emitted_power_mw else 0.0)
-        self.ring.pump_sweep_m_per_s = self.pump.sweep_rate_m_per_s
-        self.ring.aux = self.aux_amp.output(
-            Light.line(self.aux.frequency_hz, self.aux.emitted_power_mw))
-        self.ring.aux_sweep_m_per_s = self.aux.sweep_rate_m_per_s
-
-    def advance(self, dt_s: float) -> None:
-        for piece in linear_segments(dt_s, self.pump, self.aux):
-            self._inputs()
-            self.ring.advance(piece)
-            self.pump.advance(piece)
-            self.aux.advance(piece)
-        self._inputs()
-
-    def run(self, duration_s: float, sync_s: float,
-            until: Callable[[Rig], bool] | None = None) -> None:
-        """Sync every sync_s for duration_s, or until ``until(self)`` holds after a sync."""
-        elapsed = 0.0
-        while elapsed < duration_s - 1e-12:
-            step = min(sync_s, duration_s - elapsed)
-            self.advance(step)
-            elapsed += step
-            if until is not None and until(self):
-                return
-
-    def sweep(self, laser: TunableLaser, stop_m: float, speed_nm_per_s: float) -> None:
-        laser.sweep_start_m = laser.emitted_wavelength_m - laser.fine_tuning_pm * 1e-12
-        laser.sweep_stop_m = stop_m
-        laser.sweep_speed_nm_per_s = speed_nm_per_s
-        laser.start_sweep()
-        self._inputs()
-
-    def lock_aux(self) -> None:
-        """Aux on, swept from the blue into its resonance and parked (thermal lock)."""
-        self.aux.diode_on = True
-        self.sweep(self.aux, AUX_PARK_M, 1.0)
-        self.run(0.45, 0.01)
-
-    def sweep_into_solitons(self, speed_nm_per_s: float = 0.5, zeta_stop: float = 22.0) -> None:
-        """Pump swept blue to red until a soliton state sits at zeta_eff >= zeta_stop; stop."""
-        self.sweep(self.pump, self.pump.emitted_wavelength_m + 0.3e-9, speed_nm_per_s)
-        self.run(0.3 / speed_nm_per_s, 1e-3,
-                 until=lambda r: r.ring.soliton_number > 0 and r.ring.zeta_eff >= zeta_stop)
-        self.pump.stop_sweep()
-        self._inputs()
-
-
-def rig(seed: int = 1, **params: object) -> Rig:
-    return Rig(Microresonator(ResonatorParams(**params),  # type: ignore[arg-type]
-                              rng=np.random.default_rng(seed)))
 
 
 def set_detuning(ring: Microresonator, zeta: float, pump_mw: float = EDFA_MW) -> None:
