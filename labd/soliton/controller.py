@@ -430,7 +430,8 @@ class SolitonController:
 
     def _calibrate(self) -> None:
         """Learn N from power on the staircase that has just ended in one soliton."""
-        self.staircases.append(self.staircase)
+        if not self.staircases or self.staircases[-1] is not self.staircase:
+            self.staircases.append(self.staircase)
         calibration = calibrate(self.staircases)
         if calibration is not None:
             self.calibration = calibration
