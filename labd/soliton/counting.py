@@ -1,14 +1,14 @@
-"""The soliton number from the through-port power, learnt on the chip's own staircase.
+"""The soliton number from the through-port power, learnt on the chip's own staircases.
 
 physics.md, section 3: N = (P - P_cw(delta)) / P1(delta), P1 ~ sqrt(delta). The power meter
 gives P; the OSA gives the detuning, as a soliton's squared sech^2 width (section 2:
-b = sqrt(2 delta_omega / D2), so delta ~ w^2, w from the lines' second moment, which several
-solitons' fringes do not bias). P1 and P_cw are learnt on a step-down that ended in one soliton
-the OSA confirmed: its plateaus are numbered back from that one by the heights of the steps
-between them (the smallest, scaled to a common detuning, is one soliton; a height is the jump
-between two readings, not the plateaus' difference, which the drift along a plateau adds to)
-and fitted
-(``SolitonCalibration.fit_levels``). Later sweeps are then counted from one power level.
+b = sqrt(2 delta_omega / D2), so delta ~ w^2), w from the lines' second moment, which the
+fringes of several solitons scatter (~ 4 %) but do not bias. P1 and P_cw are learnt on
+step-downs that ended in one soliton the OSA confirmed: the plateaus are numbered back from that
+one by the heights of the steps between them (the smallest, scaled to a common detuning, is one
+soliton; a height is the jump between two readings, not the plateaus' difference, to which the
+drift along a plateau adds) and fitted (``SolitonCalibration.fit_levels``). Later sweeps are
+then counted from one power level.
 """
 
 from __future__ import annotations
