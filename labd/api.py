@@ -122,6 +122,17 @@ class SolitonStartParams(CommandParams):
         default_factory=dict, description="overrides of the sequence's [parameters]")
 
 
+class PowerCalibration(Result):
+    """N from power: P = p_cw - cw_dip (ref / x)^2 + N p1_ref sqrt(x / ref), x the OSA's sech^2
+    width squared."""
+
+    p1_ref_mw: float = Field(description="one soliton's change of the through-port power at ref")
+    p_cw_mw: float
+    cw_dip_mw: float
+    detuning_ref_ghz2: float = Field(description="ref: the squared width it is scaled from")
+    noise_mw: float = Field(description="rms of the levels about the fit")
+
+
 class SolitonStatus(Result):
     state: str
     reason: str
@@ -132,6 +143,8 @@ class SolitonStatus(Result):
     lines_20db: int | None
     locked: bool
     sequence: str | None
+    calibration: PowerCalibration | None = Field(
+        description="learnt on the step-downs that reached one soliton; null before")
 
 
 class StopParams(CommandParams):
