@@ -39,9 +39,9 @@ Spectrum (``analyse_spectrum``)
   ~ -18 dB re the central lines at the monitor) raises the gaps as much as a chaotic continuum.
 * Moment width: the sech^2 width w from the second moment of the comb lines' powers in mW (pump
   excluded; a sech^2 has variance pi^2 w^2 / 12). It measures the detuning, w^2 ~ delta
-  (b = sqrt(2 delta_omega / D2)), for several solitons as for one: their fringes average out in
-  mW. The dB fit's w does not serve: its depth limit keeps only fringe maxima in the wings, which
-  widens it ~ 10 % for two solitons.
+  (b = sqrt(2 delta_omega / D2)), for several solitons as for one: in mW their fringes scatter
+  it (~ 4 %) but do not bias it. The dB fit's w does not serve: its depth limit keeps only
+  fringe maxima in the wings, which widens it ~ 10 % for two solitons.
 
 Power levels (``SolitonCalibration``, ``count_solitons``, ``read_soliton_steps``,
 ``LevelChangeDetector``)
@@ -53,8 +53,7 @@ P_cw = p_cw - dip (delta_ref / delta)^2, which changes by more than one P1 along
 P1 (and P_cw) are learnt on known steps and N read as round((P - P_cw(delta)) / P1(delta)). A
 sweep is cut where the medians of the readings before and after differ by over P1 / 2; the flat
 segments after the last noisy one (the MI plateau) are the steps. Live, a change is declared
-once a few
-consecutive readings all lie over P1 / 2 from the median of the recent ones.
+once a few consecutive readings all lie over P1 / 2 from the median of the recent ones.
 """
 
 from __future__ import annotations

@@ -389,16 +389,16 @@ class SolitonController:
         power level once a staircase calibrated it (and it is confident), else the last known
         number less ``removed``, else None (at least two)."""
         n: int | None
-        counted = self._count(spectrum, power)
         if spectrum.classification == "single_soliton":
             n = 1
+            counted = self._count(spectrum, power)
             if counted not in (None, 1):  # the chip or its drive changed: learn it again
                 log.warning("power level reads %s solitons where the OSA shows one: "
                             "dropping the calibration", counted)
                 self.calibration = None
                 self.staircases.clear()
         elif spectrum.classification == "multi_soliton":
-            known = self.measured.soliton_number
+            known, counted = self.measured.soliton_number, self._count(spectrum, power)
             n = counted if counted is not None and counted >= 2 \
                 else max(2, known - removed) if known is not None and known >= 2 else None
         else:
